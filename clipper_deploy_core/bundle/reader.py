@@ -1,0 +1,131 @@
+"""Load a bundle exactly as a replica does: verify, check Python, pick the plugin, load, wrap."""
+
+from __future__ import annotations
+
+import platform
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+
+from ..exceptions import BundleError, BundleIntegrityError, PredictContractError
+from ..inputs import to_batch
+from ..plugin import HOOK_API_VERSION, PluginRegistry, get_registry
+from .manifest import FUNC_NAME, MANIFEST_NAME, MODEL_DIR, Manifest, bundle_digest
+from .writer import hash_tree
+
+
+class FrameworkVersionWarning(UserWarning):
+    """The framework installed here differs from the one that saved the model."""
+
+
+def read_manifest(bundle_dir: Path | str) -> Manifest:
+    path = Path(bundle_dir) / MANIFEST_NAME
+    if not path.is_file():
+        raise BundleError(f"{bundle_dir} is not a clipper-deploy bundle: {MANIFEST_NAME} is missing")
+    return Manifest.from_json(path.read_text(), str(path))
+
+
+def verify_bundle(bundle_dir: Path | str, expected_digest: str | None = None) -> Manifest:
+    """Check the manifest's digest (when known) and every file's sha256; return the manifest."""
+    root = Path(bundle_dir)
+    manifest = read_manifest(root)
+    if expected_digest is not None and bundle_digest(root) != expected_digest:
+        raise BundleIntegrityError(f"bundle {root}: manifest digest {bundle_digest(root)} does not match the "
+                                   f"registered digest {expected_digest}; the bundle was changed after deploy")
+    actual = hash_tree(root)
+    missing = sorted(set(manifest.files) - set(actual))
+    extra = sorted(set(actual) - set(manifest.files))
+    changed = sorted(f for f in manifest.files if f in actual and actual[f] != manifest.files[f])
+    if missing or extra or changed:
+        parts = [f"{label}: {', '.join(files)}" for label, files in
+                 (("missing", missing), ("not in manifest", extra), ("sha256 mismatch", changed)) if files]
+        raise BundleIntegrityError(f"bundle {root} failed its integrity check ({'; '.join(parts)}); "
+                                   f"it was tampered with or truncated, redeploy it")
+    if FUNC_NAME not in manifest.files:
+        raise BundleIntegrityError(f"bundle {root} has no {FUNC_NAME}")
+    return manifest
+
+
+def check_python(manifest: Manifest) -> None:
+    here = ".".join(platform.python_version().split(".")[:2])
+    if manifest.python_minor != here:
+        raise BundleError(
+            f"Bundle {manifest.name}:{manifest.version} was pickled by Python {manifest.python_minor} "
+            f"({manifest.python_version}) but this is Python {here}. cloudpickle output only loads on the Python "
+            f"minor version that wrote it: serve it with Python {manifest.python_minor}, or redeploy from Python {here}"
+        )
+
+
+def _check_framework_versions(manifest: Manifest) -> None:
+    import importlib_metadata
+
+    for dist, saved in manifest.framework_versions.items():
+        try:
+            here = importlib_metadata.version(dist)
+        except importlib_metadata.PackageNotFoundError:
+            raise BundleError(f"Bundle {manifest.name}:{manifest.version} needs {dist}=={saved}, which is not "
+                              f"installed here") from None
+        if here != saved:
+            warnings.warn(f"Bundle {manifest.name}:{manifest.version} was saved with {dist} {saved}; "
+                          f"loading it with {dist} {here}", FrameworkVersionWarning, stacklevel=3)
+
+
+def check_outputs(outputs: Any, n: int) -> list[str]:
+    """Enforce the batch contract: a list (or tuple / 1-D array) of exactly ``n`` strings."""
+    if hasattr(outputs, "tolist") and not isinstance(outputs, str):
+        outputs = outputs.tolist()
+    if not isinstance(outputs, list | tuple):
+        raise PredictContractError(
+            f"The predict function must return a list with one string per input; it returned "
+            f"{type(outputs).__name__} for a batch of {n}. Return e.g. [str(p) for p in predictions]"
+        )
+    if len(outputs) != n:
+        raise PredictContractError(f"Expected model to return {n} outputs, found {len(outputs)} outputs. "
+                                   f"The predict function must return exactly one string per input")
+    bad = next((i for i, o in enumerate(outputs) if not isinstance(o, str)), None)
+    if bad is not None:
+        raise PredictContractError(
+            f"The predict function must return strings; output {bad} is {type(outputs[bad]).__name__} "
+            f"{outputs[bad]!r:.80}. Convert with str() or json.dumps()"
+        )
+    return list(outputs)
+
+
+@dataclass
+class LoadedBundle:
+    """A loaded bundle: ``predict(wire_inputs)`` turns a list of validated inputs into one string each."""
+
+    manifest: Manifest
+    path: Path
+    model: Any
+    wrapped: Callable[[Any], Sequence[str]]
+
+    def predict_batch(self, batch: Any, n: int) -> list[str]:
+        return check_outputs(self.wrapped(batch), n)
+
+    def predict(self, inputs: Sequence[Any]) -> list[str]:
+        return self.predict_batch(to_batch(self.manifest.input_type, inputs), len(inputs))
+
+
+def load_bundle(bundle_dir: Path | str, *, expected_digest: str | None = None,
+                registry: PluginRegistry | None = None) -> LoadedBundle:
+    """Verify and load a bundle. Nothing but the manifest decides which plugin loads it."""
+    root = Path(bundle_dir).resolve()
+    manifest = verify_bundle(root, expected_digest)
+    check_python(manifest)
+    if manifest.plugin.api_version > HOOK_API_VERSION:
+        raise BundleError(f"Bundle {manifest.name}:{manifest.version} uses hook API {manifest.plugin.api_version}; "
+                          f"this clipper-deploy-core supports up to {HOOK_API_VERSION}. Upgrade clipper-deploy-core")
+    registry = registry or get_registry()
+    plugin = manifest.plugin.name
+    registry.info(plugin)
+    _check_framework_versions(manifest)
+    model = registry.call(plugin, "load_model", model_dir=root / MODEL_DIR, manifest=manifest)
+    with open(root / FUNC_NAME, "rb") as f:
+        func = cloudpickle.load(f)
+    wrapped = registry.call(plugin, "predict_wrapper", func=func, model=model, manifest=manifest)
+    return LoadedBundle(manifest, root, model, wrapped)

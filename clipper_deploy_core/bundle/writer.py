@@ -1,0 +1,124 @@
+"""Write a model bundle: the pickled function, the model in its native format, and the manifest."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import platform
+import shutil
+import sys
+import sysconfig
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+
+from ..exceptions import BundleError, ClipperException
+from ..inputs import canonical_input_type
+from ..naming import validate_name, validate_version
+from ..plugin import HOOK_API_VERSION, PluginRegistry, get_registry
+from .manifest import FUNC_NAME, MANIFEST_NAME, MODEL_DIR, Manifest, PluginRef, sha256_file
+
+
+def hash_tree(root: Path) -> dict[str, str]:
+    """sha256 of every regular file under ``root`` except the manifest, keyed by posix relative path."""
+    out: dict[str, str] = {}
+    for p in sorted(root.rglob("*")):
+        if p.is_symlink():
+            raise BundleError(f"bundle file {p.relative_to(root)} is a symlink; bundles hold regular files only")
+        if p.is_file() and p != root / MANIFEST_NAME:
+            out[p.relative_to(root).as_posix()] = sha256_file(p)
+    return out
+
+
+@contextlib.contextmanager
+def _pickle_local_module_by_value(func: Callable[..., Any]) -> Iterator[None]:
+    """Pickle the function's own module by value when it is user code rather than an installed package.
+
+    cloudpickle pickles functions of importable modules by reference, which fails in a replica that
+    lacks the user's script; ``__main__`` is already pickled by value.
+    """
+    module = sys.modules.get(getattr(func, "__module__", "") or "")
+    path = getattr(module, "__file__", None)
+    installed = [sysconfig.get_paths()[k] for k in ("purelib", "platlib", "stdlib", "platstdlib")]
+    local = (module is not None and path is not None and module.__name__ != "__main__"
+             and not any(str(Path(path).resolve()).startswith(str(Path(d).resolve())) for d in installed))
+    if local:
+        cloudpickle.register_pickle_by_value(module)
+    try:
+        yield
+    finally:
+        if local:
+            cloudpickle.unregister_pickle_by_value(module)
+
+
+def _check_pkgs(pkgs: Sequence[str] | None) -> list[str]:
+    if pkgs is None:
+        return []
+    if isinstance(pkgs, str) or not all(isinstance(p, str) and p.strip() for p in pkgs):
+        raise ClipperException(f"pkgs_to_install must be a list of non-empty strings, got {pkgs!r}")
+    for p in pkgs:
+        # Each entry becomes one pip argument (never a shell word), so refuse anything pip would read as an option.
+        if p.strip().startswith("-"):
+            raise ClipperException(f"pkgs_to_install entry {p!r} looks like a pip option; "
+                                   f"give requirement specifiers only")
+    return [p.strip() for p in pkgs]
+
+
+def save_bundle(
+    bundle_dir: Path | str | None,
+    *,
+    name: str,
+    version: str | int,
+    input_type: str,
+    func: Callable[..., Any],
+    model: Any = None,
+    plugin: str = "python",
+    options: Mapping[str, Any] | None = None,
+    pkgs_to_install: Sequence[str] | None = None,
+    registry: PluginRegistry | None = None,
+) -> Path:
+    """Write a bundle for ``func`` (and ``model``, saved by ``plugin``) and return its directory.
+
+    ``bundle_dir`` must be absent or empty; ``None`` makes a temporary directory.
+    """
+    registry = registry or get_registry()
+    name, version = validate_name(name), validate_version(version)
+    input_type = canonical_input_type(input_type)
+    if not callable(func):
+        raise ClipperException(f"func must be callable, got {type(func).__name__}")
+    pkgs = _check_pkgs(pkgs_to_install)
+    info = registry.info(plugin)
+    root = Path(bundle_dir) if bundle_dir is not None else Path(tempfile.mkdtemp(prefix=f"clipper-bundle-{name}-"))
+    root.mkdir(parents=True, exist_ok=True)
+    if any(root.iterdir()):
+        raise BundleError(f"bundle directory {root} is not empty")
+    try:
+        try:
+            with _pickle_local_module_by_value(func):
+                (root / FUNC_NAME).write_bytes(cloudpickle.dumps(func))
+        except Exception as e:
+            raise ClipperException(
+                f"The predict function {getattr(func, '__qualname__', func)!r} cannot be pickled with cloudpickle: "
+                f"{type(e).__name__}: {e}. Everything it captures must be picklable; save framework models "
+                f"through their plugin (pass them as model=) instead of capturing them"
+            ) from e
+        model_dir = root / MODEL_DIR
+        model_dir.mkdir()
+        saved = registry.call(plugin, "save_model", model=model, model_dir=model_dir, options=dict(options or {})) or {}
+        manifest = Manifest(
+            name=name, version=version, input_type=input_type,
+            plugin=PluginRef(info.name, info.distribution, info.version, HOOK_API_VERSION),
+            python_version=platform.python_version(), cloudpickle_version=cloudpickle.__version__,
+            framework_versions=dict(saved.get("framework_versions", {})),
+            model_metadata=dict(saved.get("metadata", {})),
+            pkgs_to_install=pkgs, files=hash_tree(root),
+            created_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        )
+        (root / MANIFEST_NAME).write_text(manifest.to_json())
+    except BaseException:
+        shutil.rmtree(root, ignore_errors=True)
+        raise
+    return root

@@ -1,0 +1,1 @@
+"""Plugins that ship with the core and register through the same path as third-party ones."""

@@ -1,0 +1,135 @@
+"""The machinery every deployer shares: validate, bundle, check in a fresh process, ship, link.
+
+Each framework's ``deploy_<fw>_model`` / ``create_endpoint`` is a thin call into
+:func:`deploy_model_bundle` and :func:`create_model_endpoint` with its plugin's name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import platform
+import shutil
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..bundle import save_bundle
+from ..bundle.check import run_check
+from ..connection import ConnectionInterface
+from ..exceptions import ClipperException
+from ..inputs import canonical_input_type
+from ..naming import validate_name, validate_version
+from ..plugin import get_registry
+
+
+@dataclass(frozen=True)
+class DeployResult:
+    name: str
+    version: str
+    plugin: str
+    input_type: str
+    sample_outputs: list[str] | None = None
+
+
+def validate_labels(labels: Sequence[str] | None) -> list[str]:
+    if labels is None:
+        return []
+    if isinstance(labels, str) or not all(isinstance(lb, str) for lb in labels):
+        raise ClipperException(f"labels must be a list of strings, got {labels!r}")
+    for lb in labels:
+        if "," in lb or ":" in lb:
+            raise ClipperException(f"Invalid label {lb!r}: labels must not contain ',' or ':'")
+    return list(labels)
+
+
+def validate_deploy_args(num_replicas: object, batch_size: object) -> None:
+    if not isinstance(num_replicas, int) or isinstance(num_replicas, bool) or num_replicas < 0:
+        raise ClipperException(f"num_replicas must be an integer >= 0, got {num_replicas!r}")
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or not (batch_size == -1 or batch_size > 0):
+        raise ClipperException(f"batch_size must be a positive integer, or -1 for adaptive batching; "
+                               f"got {batch_size!r}")
+
+
+def resolve_base_image(plugin: str, base_image: str | None) -> str:
+    if base_image in (None, "default"):
+        python_minor = ".".join(platform.python_version().split(".")[:2])
+        return str(get_registry().call(plugin, "base_image", python_version=python_minor))
+    return base_image
+
+
+@contextlib.contextmanager
+def checked_bundle(name: str, version: str, input_type: str, func: Callable[..., Any], *, model: Any, plugin: str,
+                   options: Mapping[str, Any] | None, pkgs_to_install: Sequence[str] | None,
+                   sample_inputs: Sequence[Any] | None) -> Iterator[tuple[Path, list[str] | None]]:
+    """Write the bundle to a temporary directory and load it in a fresh process before yielding it."""
+    bundle = save_bundle(None, name=name, version=version, input_type=input_type, func=func, model=model,
+                         plugin=plugin, options=options, pkgs_to_install=pkgs_to_install)
+    try:
+        outputs = run_check(bundle, input_type, sample_inputs)
+        yield bundle, outputs
+    finally:
+        shutil.rmtree(bundle, ignore_errors=True)
+
+
+def deploy_model_bundle(
+    clipper_conn: ConnectionInterface, name: str, version: Any, input_type: str, func: Callable[..., Any], *,
+    model: Any = None, plugin: str = "python", options: Mapping[str, Any] | None = None,
+    base_image: str | None = "default", labels: Sequence[str] | None = None, registry: str | None = None,
+    num_replicas: int = 1, batch_size: int = -1, pkgs_to_install: Sequence[str] | None = None,
+    sample_inputs: Sequence[Any] | None = None, before_ship: Callable[[], None] | None = None,
+) -> DeployResult:
+    """Deploy ``func`` (with ``model`` saved by ``plugin``) as model ``name:version``.
+
+    ``before_ship`` runs once the bundle has passed its fresh-process check, so that a bundle that
+    cannot load leaves nothing behind on the cluster.
+    """
+    name, version = validate_name(name), validate_version(version)
+    input_type = canonical_input_type(input_type)
+    labels = validate_labels(labels)
+    validate_deploy_args(num_replicas, batch_size)
+    image = resolve_base_image(plugin, base_image)
+    with checked_bundle(name, version, input_type, func, model=model, plugin=plugin, options=options,
+                        pkgs_to_install=pkgs_to_install, sample_inputs=sample_inputs) as (bundle, outputs):
+        if before_ship is not None:
+            before_ship()
+        clipper_conn.build_and_deploy_model(name, version, input_type, str(bundle), image, labels, registry,
+                                            num_replicas, batch_size, pkgs_to_install)
+    return DeployResult(name, version, plugin, input_type, outputs)
+
+
+def create_model_endpoint(
+    clipper_conn: ConnectionInterface, name: str, input_type: str, func: Callable[..., Any], *,
+    model: Any = None, plugin: str = "python", options: Mapping[str, Any] | None = None,
+    default_output: str = "None", version: Any = 1, slo_micros: int = 3000000, labels: Sequence[str] | None = None,
+    registry: str | None = None, base_image: str | None = "default", num_replicas: int = 1, batch_size: int = -1,
+    pkgs_to_install: Sequence[str] | None = None, sample_inputs: Sequence[Any] | None = None,
+) -> DeployResult:
+    """Register app ``name``, deploy the model under the same name, and link the two (Clipper's
+    ``create_endpoint``). An existing app is reused when its input type matches."""
+    validate_name(name, "application name")
+    input_type = canonical_input_type(input_type)
+    app = clipper_conn.get_app_info(name)
+    if app is not None and app.get("input_type") != input_type:
+        raise ClipperException(f"Application {name!r} exists with input_type {app.get('input_type')!r}, "
+                               f"not {input_type!r}")
+
+    def register_app() -> None:
+        if app is None:
+            clipper_conn.register_application(name, input_type, default_output, slo_micros)
+
+    result = deploy_model_bundle(clipper_conn, name, version, input_type, func, model=model, plugin=plugin,
+                                 options=options, base_image=base_image, labels=labels, registry=registry,
+                                 num_replicas=num_replicas, batch_size=batch_size, pkgs_to_install=pkgs_to_install,
+                                 sample_inputs=sample_inputs, before_ship=register_app)
+    if name not in clipper_conn.get_linked_models(name):
+        clipper_conn.link_model_to_app(name, name)
+    return result
+
+
+def next_version(clipper_conn: ConnectionInterface, name: str) -> str:
+    """One more than the highest integer version of ``name`` already registered (``"1"`` if none)."""
+    versions = [m.get("model_version") for m in clipper_conn.get_all_models(verbose=True)
+                if isinstance(m, dict) and m.get("model_name") == name]
+    numeric = [int(v) for v in versions if isinstance(v, str) and v.isdigit()]
+    return str(max(numeric, default=0) + 1)

@@ -1,0 +1,92 @@
+"""Clipper's five input types: names, aliases, and how a batch is handed to a predict function.
+
+A predict function always receives a whole batch:
+
+* ``integers`` / ``floats`` / ``doubles``: a 2-D numpy array (int32 / float32 / float64) of shape
+  ``(n, d)`` when every input has the same length, else a list of 1-D arrays (never padded).
+* ``strings``: a list of ``str``.
+* ``bytes``: a list of ``bytes``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Sequence
+from typing import Any
+
+from .exceptions import ClipperException
+
+INPUT_TYPES: tuple[str, ...] = ("integers", "floats", "doubles", "bytes", "strings")
+
+# The aliases Clipper's frontend and container accepted (datatypes.cpp parse_input_type).
+_ALIASES: dict[str, str] = {
+    **{a: "bytes" for a in ("bytes", "byte", "b")},
+    **{a: "integers" for a in ("integers", "ints", "integer", "int", "i")},
+    **{a: "floats" for a in ("floats", "float", "f")},
+    **{a: "doubles" for a in ("doubles", "double", "d")},
+    **{a: "strings" for a in ("strings", "string", "str", "strs", "s")},
+}
+
+NUMPY_DTYPES: dict[str, str] = {"integers": "int32", "floats": "float32", "doubles": "float64"}
+_INT32 = (-(2**31), 2**31 - 1)
+
+
+def canonical_input_type(input_type: object) -> str:
+    """Return the canonical name for ``input_type`` (any of Clipper's aliases, any case)."""
+    if isinstance(input_type, str) and input_type.strip().lower() in _ALIASES:
+        return _ALIASES[input_type.strip().lower()]
+    raise ClipperException(
+        f"Invalid input_type {input_type!r}. Allowed: {', '.join(INPUT_TYPES)} "
+        f"(aliases: {', '.join(sorted(a for a in _ALIASES if a not in INPUT_TYPES))})"
+    )
+
+
+class InputError(ClipperException):
+    """One input does not fit the app's input type. ``cause`` says what is wrong."""
+
+
+def _is_number(x: object) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool)
+
+
+def validate_input(input_type: str, x: Any, where: str = "input") -> Any:
+    """Check one JSON-decoded input against ``input_type`` and return it in wire form.
+
+    Numbers: a non-empty list of numbers (an integer literal is fine for floats and doubles,
+    unlike Clipper). Strings: a string. Bytes: a base64 string, returned decoded.
+    """
+    if input_type in NUMPY_DTYPES:
+        if not isinstance(x, list) or not x:
+            raise InputError(f"{where} must be a non-empty JSON array of numbers for input type {input_type}, "
+                             f"got {type(x).__name__}")
+        for i, v in enumerate(x):
+            if not _is_number(v):
+                raise InputError(f"{where}[{i}] is {type(v).__name__} {v!r}; input type {input_type} needs numbers")
+            if input_type == "integers" and not (isinstance(v, int) and _INT32[0] <= v <= _INT32[1]):
+                raise InputError(f"{where}[{i}] = {v!r} is not a 32-bit integer (input type integers)")
+        return x
+    if input_type == "strings":
+        if not isinstance(x, str):
+            raise InputError(f"{where} must be a JSON string for input type strings, got {type(x).__name__}")
+        return x
+    if input_type == "bytes":
+        if not isinstance(x, str):
+            raise InputError(f"{where} must be a base64 string for input type bytes, got {type(x).__name__}")
+        try:
+            return base64.b64decode(x, validate=True)
+        except (binascii.Error, ValueError) as e:
+            raise InputError(f"{where} is not valid base64: {e}") from None
+    raise ClipperException(f"unknown input type {input_type!r}")
+
+
+def to_batch(input_type: str, inputs: Sequence[Any]) -> Any:
+    """Turn validated wire-form inputs into the batch a predict function receives (see module doc)."""
+    if input_type in NUMPY_DTYPES:
+        import numpy as np
+
+        dtype = NUMPY_DTYPES[input_type]
+        if len({len(x) for x in inputs}) == 1:
+            return np.asarray(inputs, dtype=dtype)
+        return [np.asarray(x, dtype=dtype) for x in inputs]
+    return list(inputs)

@@ -1,0 +1,77 @@
+"""The test matrix: core, one session per plugin under plugins/, all plugins together, and lint.
+
+``nox`` runs them all; ``nox -s core``, ``nox -s "plugin(pytorch)"`` or ``nox -t slow`` pick some.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nox
+
+nox.options.default_venv_backend = "uv"
+nox.options.error_on_missing_interpreters = True
+nox.needs_version = ">=2024.10.9"
+
+ROOT = Path(__file__).parent
+PLUGIN_DIRS = sorted(p for p in (ROOT / "plugins").glob("clipper-deploy-*") if (p / "pyproject.toml").exists())
+PLUGINS = [p.name.removeprefix("clipper-deploy-") for p in PLUGIN_DIRS]
+# Plugins whose frameworks cannot share a venv with the rest (MXNet pins numpy<1.24).
+ISOLATED = {"mxnet"}
+# Frameworks that ship CPU wheels on a local find-links folder on our machines (torch: see the README).
+_LINKS = os.environ.get("CLIPPER_DEPLOY_FIND_LINKS", "/opt/wheels")
+FIND_LINKS = [d for d in _LINKS.split(os.pathsep) if Path(d).is_dir()]
+CORE = ["-e", ".[test]"]
+PYTEST = ["pytest", "-p", "no:cacheprovider"]
+
+
+def _install(session: nox.Session, *args: str) -> None:
+    extra: list[str] = []
+    for d in FIND_LINKS:
+        extra += ["--find-links", d]
+    session.install(*extra, *args)
+
+
+def _scratch_env(session: nox.Session) -> dict[str, str]:
+    """Frameworks write caches into $HOME; keep them inside the session's own folder."""
+    scratch = Path(session.create_tmp())
+    return {"HOME": str(scratch), "KERAS_HOME": str(scratch / "keras"), "TORCHINDUCTOR_CACHE_DIR": str(scratch / "ti"),
+            "CLIPPER_DEPLOY_HOME": str(scratch / "clipper")}
+
+
+@nox.session(tags=["core"])
+def core(session: nox.Session) -> None:
+    """The core alone (plus the toy third-party plugin its tests install from tests/)."""
+    _install(session, *CORE, "-e", "tests/toy_plugin")
+    session.run(*PYTEST, "tests", *session.posargs, env=_scratch_env(session))
+
+
+@nox.session(tags=["lint"])
+def lint(session: nox.Session) -> None:
+    """ruff over everything, mypy (strict) over the core."""
+    _install(session, "ruff", "mypy", *CORE)
+    session.run("ruff", "check", ".")
+    session.run("mypy")
+
+
+@nox.session(tags=["plugins"])
+@nox.parametrize("plugin", [nox.param(p, id=p, tags=[p]) for p in PLUGINS])
+def plugin(session: nox.Session, plugin: str) -> None:
+    """One plugin with its framework, against the core in this checkout."""
+    d = ROOT / "plugins" / f"clipper-deploy-{plugin}"
+    _install(session, *CORE, "-e", f"{d}[framework,test]")
+    session.run(*PYTEST, str(d / "tests"), *session.posargs, env=_scratch_env(session))
+
+
+@nox.session(tags=["plugins"])
+def all_plugins(session: nox.Session) -> None:
+    """Every co-installable plugin in one venv: pip check, then dispatch with everything present."""
+    args = [*CORE, "-e", "tests/toy_plugin"]
+    for p, d in zip(PLUGINS, PLUGIN_DIRS, strict=True):
+        if p not in ISOLATED:
+            args += ["-e", f"{d}[framework]"]
+    _install(session, *args)
+    session.run("uv", "pip", "check", "--python", str(Path(session.bin) / "python"), external=True)
+    session.run(*PYTEST, "tests/test_plugins.py", "tests/test_all_plugins.py", *session.posargs,
+                env=_scratch_env(session))

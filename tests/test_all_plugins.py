@@ -1,0 +1,35 @@
+"""With every plugin installed together: all are discovered and no two claim the same type."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from clipper_deploy_core.plugin import get_registry
+
+ROOT = Path(__file__).resolve().parent.parent
+ISOLATED = {"mxnet"}
+
+
+def installed_plugin_dirs():
+    return [p.name.removeprefix("clipper-deploy-") for p in sorted((ROOT / "plugins").glob("clipper-deploy-*"))
+            if (p / "pyproject.toml").exists()]
+
+
+def test_every_co_installable_plugin_is_discovered():
+    listed = {p["name"]: p for p in json.loads(subprocess.run(
+        [sys.executable, "-m", "clipper_deploy_core.cli", "plugins", "--json"],
+        capture_output=True, text=True, check=True).stdout)}
+    # Each monorepo plugin registers under its framework name; the isolated ones live in their own venv.
+    expected = {p for p in installed_plugin_dirs() if p not in ISOLATED}
+    missing = {p for p in expected if p not in listed and not any(v["distribution"] == f"clipper-deploy-{p}"
+                                                                  for v in listed.values())}
+    assert not missing, f"installed but not discovered: {missing}"
+
+
+def test_no_two_plugins_declare_the_same_model_type():
+    owners: dict[str, str] = {}
+    for info in get_registry().infos():
+        for t in info.model_types:
+            assert t not in owners, f"{t} is claimed by both {owners[t]} and {info.name}"
+            owners[t] = info.name

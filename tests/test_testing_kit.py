@@ -1,0 +1,90 @@
+"""The conformance kit: the toy plugin passes it, and plugins that break a contract fail it."""
+
+import pytest
+import toy_models
+
+from clipper_deploy_core import hookimpl
+from clipper_deploy_core.plugin import get_registry
+from clipper_deploy_core.testing import (
+    ConformanceCase,
+    ConformanceError,
+    PluginConformance,
+    check_batch_contract,
+    check_conformance,
+    check_detection,
+)
+
+
+def poly_predict(model, xs):
+    return [str(model(float(sum(x)))) for x in xs]
+
+
+def toy_case(**overrides):
+    fields = dict(framework="toy", model=toy_models.Polynomial([1.0, -2.0, 0.5]), func=poly_predict,
+                  sample_inputs=[[1.0, 2.0], [0.5], [10.0, -3.0, 1.0]],
+                  expected_outputs=[str(toy_models.Polynomial([1.0, -2.0, 0.5])(s)) for s in (3.0, 0.5, 8.0)])
+    fields.update(overrides)
+    return ConformanceCase(**fields)
+
+
+class TestToyPluginConforms(PluginConformance):
+    """What a plugin's own suite looks like: one class, one case."""
+
+    @staticmethod
+    def case():
+        return toy_case()
+
+
+def test_check_conformance_runs_everything():
+    check_conformance(toy_case())
+
+
+def test_wrong_expected_outputs_fail():
+    with pytest.raises(ConformanceError, match="outputs"):
+        check_conformance(toy_case(expected_outputs=["0", "0", "0"]))
+
+
+class BatchConfused:
+    """Answers every input with the first input's prediction: a classic batching bug."""
+
+    @hookimpl
+    def model_types(self):
+        return []
+
+    @hookimpl
+    def save_model(self, model, model_dir, options):
+        return {}
+
+    @hookimpl
+    def load_model(self, model_dir, manifest):
+        return None
+
+    @hookimpl
+    def base_image(self, python_version):
+        return "confused"
+
+    @hookimpl
+    def predict_wrapper(self, func, model, manifest):
+        return lambda inputs: [func(inputs[:1])[0]] * len(inputs)
+
+
+@pytest.fixture
+def confused():
+    registry = get_registry()
+    registry.register(BatchConfused(), "confused", "confused-dist", "0.0.1")
+    yield
+    registry.unregister("confused")
+
+
+def test_a_batching_bug_fails_the_batch_contract(confused):
+    case = ConformanceCase(framework="confused", model=None, func=lambda xs: [str(sum(x)) for x in xs],
+                           sample_inputs=[[1.0], [2.0]], expected_outputs=["1.0", "2.0"])
+    with pytest.raises(ConformanceError, match="reversed batch|batch of one"):
+        check_batch_contract(case)
+
+
+def test_a_plugin_that_does_not_claim_its_model_fails_detection(confused):
+    case = ConformanceCase(framework="confused", model=toy_models.Polynomial([1]), func=poly_predict,
+                           sample_inputs=[[1.0]], expected_outputs=["1"])
+    with pytest.raises(ConformanceError, match="chose plugin 'toy'"):
+        check_detection(case)
