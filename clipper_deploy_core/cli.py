@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 
 def _plugins(args: argparse.Namespace) -> int:
@@ -23,12 +24,61 @@ def _plugins(args: argparse.Namespace) -> int:
     return 0
 
 
+def _conn(args: argparse.Namespace) -> Any:
+    from .clipper_connection import ClipperConnection
+    from .managers.local import LocalContainerManager
+
+    return ClipperConnection(LocalContainerManager(
+        args.cluster, clipper_query_port=getattr(args, "query_port", 1337),
+        clipper_management_port=getattr(args, "admin_port", 1338), clipper_rpc_port=getattr(args, "rpc_port", 7000)))
+
+
+def _start(args: argparse.Namespace) -> int:
+    conn = _conn(args)
+    conn.start_clipper()
+    print(f"cluster {args.cluster} started: query {conn.get_query_addr()}, admin {conn.cm.get_admin_addr()}")
+    return 0
+
+
+def _stop(args: argparse.Namespace) -> int:
+    _conn(args).stop_all()
+    print(f"cluster {args.cluster} stopped")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    conn = _conn(args)
+    conn.connect()
+    print(f"cluster {args.cluster}: query {conn.get_query_addr()}, admin {conn.cm.get_admin_addr()}")
+    rows = [("APP", "INPUT TYPE", "MODEL", "VERSION", "REPLICAS (ready/total)")]
+    replicas = conn.get_all_model_replicas(verbose=True)
+    for app in conn.get_all_apps(verbose=True):
+        model = app["linked_models"][0] if app["linked_models"] else "-"
+        version = conn.get_current_model_version(model) if model != "-" else "-"
+        reps = [r for r in replicas if (r["model_name"], r["model_version"]) == (model, version)]
+        ready = sum(1 for r in reps if r["status"] == "ready")
+        rows.append((app["name"], app["input_type"], model, version, f"{ready}/{len(reps)}"))
+    widths = [max(len(r[c]) for r in rows) for c in range(5)]
+    for r in rows:
+        print("  ".join(r[c].ljust(widths[c]) for c in range(5)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="clipper-deploy", description="Deploy models as live prediction endpoints.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("plugins", help="list installed framework plugins")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_plugins)
+    for name, func, help_text in (("start", _start, "start a local cluster"),
+                                  ("stop", _stop, "stop a local cluster, its replicas and its state"),
+                                  ("status", _status, "apps, models, versions and replica health")):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("--cluster", default="default-cluster")
+        if name == "start":
+            for flag, default in (("--query-port", 1337), ("--admin-port", 1338), ("--rpc-port", 7000)):
+                p.add_argument(flag, type=int, default=default, help=f"0 picks a free port (default {default})")
+        p.set_defaults(func=func)
     return parser
 
 

@@ -1,19 +1,18 @@
-"""Quickstart: train a small model, bundle it with its predict function, load it the way a replica
-does (in a fresh process, hashes verified) and show its answers next to the in-process ones."""
+"""Quickstart: start a local cluster, deploy a model trained on the spot, query it over HTTP."""
 
 from __future__ import annotations
 
+import json
+import math
 import random
-import tempfile
-from pathlib import Path
+import urllib.request
 
-from clipper_deploy_core.bundle import read_manifest, save_bundle
-from clipper_deploy_core.bundle.check import run_check
+from clipper_deploy_core import ClipperConnection, ClipperException, LocalContainerManager, deploy
+
+CLUSTER = "quickstart"
 
 
-def train_logistic(xs: list[list[float]], ys: list[int], epochs: int = 200, lr: float = 0.5) -> list[float]:
-    import math
-
+def train_logistic(xs: list[list[float]], ys: list[int], epochs: int = 100, lr: float = 0.5) -> list[float]:
     w = [0.0] * (len(xs[0]) + 1)
     for _ in range(epochs):
         for x, y in zip(xs, ys, strict=True):
@@ -24,25 +23,29 @@ def train_logistic(xs: list[list[float]], ys: list[int], epochs: int = 200, lr: 
 
 
 def main() -> None:
+    conn = ClipperConnection(LocalContainerManager(CLUSTER))
+    try:
+        conn.start_clipper()
+    except ClipperException:
+        conn.connect()  # already running from an earlier run
     rng = random.Random(0)
     xs = [[rng.uniform(-1, 1), rng.uniform(-1, 1)] for _ in range(200)]
     ys = [int(x[0] + 2 * x[1] > 0) for x in xs]
-    weights = train_logistic(xs, ys)
+    w = train_logistic(xs, ys)
 
-    def predict(inputs):  # a batch in, one string per input out
-        return [str(int(weights[-1] + weights[0] * x[0] + weights[1] * x[1] > 0)) for x in inputs]
+    def classify(inputs):  # a batch in, one string per input out
+        return [json.dumps({"label": int(w[2] + w[0] * x[0] + w[1] * x[1] > 0)}) for x in inputs]
 
     queries = [[0.9, 0.4], [-0.8, -0.1], [0.1, -0.3], [-0.2, 0.6]]
-    with tempfile.TemporaryDirectory() as tmp:
-        bundle = save_bundle(Path(tmp) / "bundle", name="quickstart", version=1, input_type="doubles", func=predict)
-        manifest = read_manifest(bundle)
-        served = run_check(bundle, "doubles", queries)
-    local = predict(queries)
-    print(f"bundle {manifest.name}:{manifest.version} plugin={manifest.plugin.name} python={manifest.python_version} "
-          f"files={len(manifest.files)} (sha256-verified on load)")
-    for q, s, here in zip(queries, served, local, strict=True):
-        print(f"  input={q}  fresh-process={s}  in-process={here}")
-    assert served == local
+    result = deploy(conn, None, classify, sample_inputs=queries)
+    print(f"deployed {result.name}:{result.version} on cluster '{CLUSTER}' (query port {conn.get_query_addr()})")
+    url = f"http://{conn.get_query_addr()}/{result.name}/predict"
+    for q in queries:
+        req = urllib.request.Request(url, data=json.dumps({"input": q}).encode(),
+                                     headers={"Content-Type": "application/json"})
+        reply = json.loads(urllib.request.urlopen(req, timeout=10).read())
+        print(f"  POST {url} {{\"input\": {q}}} -> {reply}")
+    print(f"The cluster keeps running. Stop it with: .venv/bin/clipper-deploy stop --cluster {CLUSTER}")
 
 
 if __name__ == "__main__":

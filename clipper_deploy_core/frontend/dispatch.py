@@ -1,0 +1,174 @@
+"""Per-model-version queues and the replicas that pull batches from them.
+
+Each model version has one queue; each connected replica runs one dispatch loop that takes a
+batch (never padded), sends it, and resolves the queries with the reply. One batch is in flight
+per replica, so replicas balance load by pulling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import itertools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import wire
+from .metrics import Metrics
+
+DEFAULT_MAX_BATCH = 64  # the cap for batch_size=-1 until the adaptive policy replaces it
+Key = tuple[str, str]
+
+
+@dataclass
+class Outcome:
+    """How one query ended: ``output`` set on success, else ``reason`` and ``explanation``."""
+
+    output: str | None = None
+    reason: str | None = None
+    explanation: str | None = None
+
+
+@dataclass
+class Task:
+    input: Any
+    deadline: float
+    future: asyncio.Future[Outcome] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+class ModelQueue:
+    def __init__(self, batch_size: int) -> None:
+        self.tasks: collections.deque[Task] = collections.deque()
+        self.batch_size = batch_size
+        self._nonempty = asyncio.Event()
+
+    def put(self, task: Task) -> None:
+        self.tasks.append(task)
+        self._nonempty.set()
+
+    async def get_batch(self) -> list[Task]:
+        while True:
+            await self._nonempty.wait()
+            now = time.monotonic()
+            # Queries whose SLO already passed have been answered with the default: never run them.
+            while self.tasks and (self.tasks[0].deadline <= now or self.tasks[0].future.done()):
+                self.tasks.popleft()
+            if not self.tasks:
+                self._nonempty.clear()
+                continue
+            cap = self.batch_size if self.batch_size > 0 else DEFAULT_MAX_BATCH
+            batch: list[Task] = []
+            while self.tasks and len(batch) < cap:
+                t = self.tasks.popleft()
+                if not t.future.done() and t.deadline > now:
+                    batch.append(t)
+            if not self.tasks:
+                self._nonempty.clear()
+            if batch:
+                return batch
+
+
+class Dispatcher:
+    """Owns the queues and the replica connections (the RPC server's connection handler)."""
+
+    def __init__(self, metrics: Metrics, on_replica_ready: Callable[[str, str, int, int], None] | None = None,
+                 on_replica_gone: Callable[[str, str, int], None] | None = None) -> None:
+        self.metrics = metrics
+        self.queues: dict[Key, ModelQueue] = {}
+        self.live: dict[Key, set[int]] = collections.defaultdict(set)
+        self.on_replica_ready = on_replica_ready
+        self.on_replica_gone = on_replica_gone
+        self._ids = itertools.count(1)
+
+    def queue(self, key: Key, batch_size: int) -> ModelQueue:
+        q = self.queues.get(key)
+        if q is None:
+            q = self.queues[key] = ModelQueue(batch_size)
+        q.batch_size = batch_size
+        return q
+
+    def live_replicas(self, key: Key) -> int:
+        return len(self.live.get(key, ()))
+
+    async def handle_replica(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            hello = await wire.read_frame(reader)
+        except (asyncio.IncompleteReadError, ConnectionError, ValueError):
+            writer.close()
+            return
+        key: Key = (str(hello["model"]), str(hello["version"]))
+        rid = int(hello["replica_id"])
+        self.live[key].add(rid)
+        self.metrics.live_replicas.labels(*key).set(self.live_replicas(key))
+        if self.on_replica_ready:
+            self.on_replica_ready(key[0], key[1], rid, int(hello.get("pid", 0)))
+        inflight: list[Task] = []
+        try:
+            await self._serve(key, reader, writer, inflight)
+        except (asyncio.IncompleteReadError, ConnectionError, OSError):
+            pass
+        finally:
+            self.live[key].discard(rid)
+            self.metrics.live_replicas.labels(*key).set(self.live_replicas(key))
+            for t in inflight:
+                if not t.future.done():
+                    t.future.set_result(Outcome(reason="replica_died", explanation=(
+                        f"Model {key[0]}:{key[1]} replica {rid} died while processing this query; "
+                        f"it is being restarted")))
+            writer.close()
+            if self.on_replica_gone:
+                self.on_replica_gone(key[0], key[1], rid)
+
+    async def _serve(self, key: Key, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                     inflight: list[Task]) -> None:
+        replies: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+
+        async def read_loop() -> None:
+            # Reads all the time, so a replica that dies while idle is noticed at once.
+            try:
+                while True:
+                    await replies.put(await wire.read_frame(reader))
+            except (asyncio.IncompleteReadError, ConnectionError, OSError, ValueError):
+                await replies.put(None)
+
+        reading = asyncio.create_task(read_loop())
+        try:
+            while True:
+                queue = self.queues.get(key) or self.queue(key, -1)
+                get = asyncio.ensure_future(queue.get_batch())
+                await asyncio.wait({get, reading}, return_when=asyncio.FIRST_COMPLETED)
+                if not get.done():
+                    get.cancel()
+                    raise ConnectionError("replica connection closed")
+                batch = get.result()
+                inflight[:] = batch
+                msg_id = next(self._ids)
+                started = time.monotonic()
+                writer.write(wire.encode({"type": "batch", "id": msg_id, "inputs": [t.input for t in batch]}))
+                await writer.drain()
+                reply = await replies.get()
+                if reply is None:
+                    raise ConnectionError("replica connection closed")
+                self._resolve(key, batch, reply, time.monotonic() - started)
+                inflight.clear()
+        finally:
+            reading.cancel()
+
+    def _resolve(self, key: Key, batch: list[Task], reply: dict[str, Any], latency: float) -> None:
+        self.metrics.batch_size.labels(*key).observe(len(batch))
+        self.metrics.model_latency.labels(*key).observe(latency)
+        if reply.get("type") == "result":
+            for t, out in zip(batch, reply["outputs"], strict=True):
+                if not t.future.done():  # a late result after the SLO is dropped
+                    t.future.set_result(Outcome(output=out))
+        else:
+            reason = "wrong_output" if reply.get("kind") == "contract" else "model_error"
+            text = f"Model {key[0]}:{key[1]} " + (
+                f"returned an invalid result: {reply.get('message')}" if reason == "wrong_output"
+                else f"raised an error: {reply.get('message')}")
+            for t in batch:
+                if not t.future.done():
+                    t.future.set_result(Outcome(reason=reason, explanation=text))
+

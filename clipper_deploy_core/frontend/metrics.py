@@ -1,0 +1,43 @@
+"""Prometheus metrics of one cluster (prometheus-client, on a registry of its own)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("clipper_app_requests", "Predict requests per app", ["app"], registry=r)
+        self.predictions = Counter("clipper_app_predictions", "Inputs predicted per app", ["app"], registry=r)
+        self.app_latency = Histogram("clipper_app_prediction_latency_seconds", "Request latency per app", ["app"],
+                                     buckets=LATENCY_BUCKETS, registry=r)
+        self.defaults = Counter("clipper_app_default_predictions", "Default outputs by reason", ["app", "reason"],
+                                registry=r)
+        self.model_requests = Counter("clipper_model_predictions", "Inputs sent per model version",
+                                      ["model", "version"], registry=r)
+        self.model_latency = Histogram("clipper_model_batch_latency_seconds", "Batch latency per model version",
+                                       ["model", "version"], buckets=LATENCY_BUCKETS, registry=r)
+        self.batch_size = Histogram("clipper_model_batch_size", "Inputs per batch", ["model", "version"],
+                                    buckets=BATCH_BUCKETS, registry=r)
+        self.live_replicas = Gauge("clipper_model_live_replicas", "Connected replicas", ["model", "version"],
+                                   registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def parse_metrics(text: str) -> dict[str, Any]:
+    """Prometheus text -> ``{metric_name: [{"labels": {...}, "value": v}, ...]}`` (for inspect_instance)."""
+    out: dict[str, Any] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out.setdefault(sample.name, []).append({"labels": dict(sample.labels), "value": sample.value})
+    return out

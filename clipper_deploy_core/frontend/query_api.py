@@ -1,0 +1,123 @@
+"""Clipper's query REST API: ``POST /<app>/predict`` and ``GET /metrics``."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from ..inputs import InputError, validate_input
+from .dispatch import Dispatcher, Outcome, Task
+from .metrics import Metrics
+from .state import ClusterState
+
+NO_MODEL = "No connected models found for query"
+SLO_MISSED = "Failed to retrieve a prediction response within the specified latency SLO"
+SCHEMA_HINT = 'Expected JSON schema: {"input": <input>} or {"input_batch": [<input>, ...]}, optional "version"'
+
+
+def json_error(status: int, error: str, cause: str) -> web.Response:
+    return web.json_response({"error": error, "cause": cause}, status=status)
+
+
+def parse_output(text: str) -> Any:
+    """Clipper returns the model's string parsed as JSON when it is valid JSON."""
+    try:
+        return json.loads(text)
+    except (ValueError, TypeError):
+        return text
+
+
+class QueryAPI:
+    def __init__(self, state: ClusterState, dispatcher: Dispatcher, metrics: Metrics,
+                 expected_replicas: Callable[[str, str], int]) -> None:
+        self.state, self.dispatcher, self.metrics = state, dispatcher, metrics
+        self.expected_replicas = expected_replicas
+        self._qids = itertools.count()
+
+    def routes(self) -> list[web.RouteDef]:
+        return [web.get("/metrics", self.metrics_handler), web.post(r"/{app}/predict", self.predict),
+                web.post(r"/{app}/predict/", self.predict)]
+
+    async def metrics_handler(self, request: web.Request) -> web.Response:
+        return web.Response(body=self.metrics.render(), content_type="text/plain", charset="utf-8")
+
+    async def predict(self, request: web.Request) -> web.Response:
+        started = time.monotonic()
+        app_name = request.match_info["app"]
+        app = self.state.get_app(app_name)
+        if app is None:
+            return json_error(404, "Unknown application", f"No application named '{app_name}' is registered")
+        try:
+            body = json.loads(await request.read())
+        except (ValueError, UnicodeDecodeError) as e:
+            return json_error(400, "Json error", f"Error parsing JSON: {e}. {SCHEMA_HINT}")
+        if not isinstance(body, dict) or ("input" in body) == ("input_batch" in body):
+            return json_error(400, "Json error", "JSON object must have exactly one of the keys input or "
+                                                 f"input_batch. {SCHEMA_HINT}")
+        batch = "input_batch" in body
+        raw = body["input_batch"] if batch else [body["input"]]
+        if batch and (not isinstance(raw, list) or not raw):
+            return json_error(400, "Json error", f"input_batch must be a non-empty JSON array. {SCHEMA_HINT}")
+        try:
+            inputs = [validate_input(app.input_type, x, f"input_batch[{i}]" if batch else "input")
+                      for i, x in enumerate(raw)]
+        except InputError as e:
+            return json_error(400, "Json error", f"{e}. {SCHEMA_HINT}")
+        wire_inputs = raw if app.input_type == "bytes" else inputs  # bytes travel base64-encoded
+        self.metrics.requests.labels(app_name).inc()
+        self.metrics.predictions.labels(app_name).inc(len(inputs))
+        version = body.get("version")
+        outcomes = await self._run(app, wire_inputs, None if version is None else str(version))
+        if isinstance(outcomes, web.Response):
+            return outcomes
+        replies = [self._reply(app, o) for o in outcomes]
+        self.metrics.app_latency.labels(app_name).observe(time.monotonic() - started)
+        if len(replies) == 1:
+            return web.json_response(replies[0])
+        return web.json_response({"batch_predictions": replies})
+
+    async def _run(self, app: Any, inputs: list[Any], version: str | None) -> list[Outcome] | web.Response:
+        linked = self.state.linked_models(app.name)
+        if not linked:
+            if version is not None:
+                return json_error(400, "Query processing error", f"No model is linked to application '{app.name}'")
+            return [Outcome(reason="no_model", explanation=f"{NO_MODEL}: no model is linked to app '{app.name}'")] \
+                * len(inputs)
+        model_name = linked[0]
+        if version is None:
+            model = self.state.current_model(model_name)
+        else:
+            model = self.state.get_model(model_name, version)
+            if model is None:
+                return json_error(400, "Query processing error",
+                                  f"Requested version: {version} does not exist for model: {model_name}")
+        if model is None:
+            return [Outcome(reason="no_model", explanation=f"{NO_MODEL}: model '{model_name}' has no version")] \
+                * len(inputs)
+        key = (model.name, model.version)
+        if self.dispatcher.live_replicas(key) == 0 and self.expected_replicas(*key) == 0:
+            return [Outcome(reason="no_replica", explanation=f"{NO_MODEL}: model {model.name}:{model.version} has "
+                                                              f"no live replica")] * len(inputs)
+        deadline = time.monotonic() + app.latency_slo_micros / 1e6
+        queue = self.dispatcher.queue(key, model.batch_size)
+        tasks = [Task(x, deadline) for x in inputs]
+        for t in tasks:
+            queue.put(t)
+        self.metrics.model_requests.labels(*key).inc(len(tasks))
+        await asyncio.wait([t.future for t in tasks], timeout=max(0.0, deadline - time.monotonic()))
+        return [t.future.result() if t.future.done() else Outcome(reason="slo", explanation=SLO_MISSED)
+                for t in tasks]
+
+    def _reply(self, app: Any, outcome: Outcome) -> dict[str, Any]:
+        qid = next(self._qids)
+        if outcome.output is not None:
+            return {"query_id": qid, "output": parse_output(outcome.output), "default": False}
+        self.metrics.defaults.labels(app.name, outcome.reason or "unknown").inc()
+        return {"query_id": qid, "output": parse_output(app.default_output), "default": True,
+                "default_explanation": outcome.explanation}

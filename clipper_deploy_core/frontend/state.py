@@ -1,0 +1,220 @@
+"""Cluster state in SQLite: apps, models and versions, links, and replica deployments.
+
+Messages follow Clipper's management frontend, so code written against Clipper sees the same errors.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..exceptions import ClipperException
+from ..inputs import canonical_input_type
+from ..naming import validate_name, validate_version
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS apps (name TEXT PRIMARY KEY, input_type TEXT NOT NULL, default_output TEXT NOT NULL,
+                                 latency_slo_micros INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS links (app_name TEXT PRIMARY KEY, model_name TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS models (name TEXT NOT NULL, version TEXT NOT NULL, input_type TEXT NOT NULL,
+                                   labels TEXT NOT NULL, container_name TEXT NOT NULL, model_data_path TEXT NOT NULL,
+                                   batch_size INTEGER NOT NULL, is_current INTEGER NOT NULL DEFAULT 0,
+                                   seq INTEGER NOT NULL, PRIMARY KEY (name, version));
+CREATE TABLE IF NOT EXISTS deployments (name TEXT NOT NULL, version TEXT NOT NULL, bundle_dir TEXT NOT NULL,
+                                        digest TEXT NOT NULL, num_replicas INTEGER NOT NULL, pkgs TEXT NOT NULL,
+                                        PRIMARY KEY (name, version));
+"""
+CONTAINERLESS = "NO_CONTAINER"
+
+
+@dataclass(frozen=True)
+class App:
+    name: str
+    input_type: str
+    default_output: str
+    latency_slo_micros: int
+
+
+@dataclass(frozen=True)
+class Model:
+    name: str
+    version: str
+    input_type: str
+    labels: list[str]
+    container_name: str
+    model_data_path: str
+    batch_size: int
+    is_current: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"model_name": self.name, "model_version": self.version, "input_type": self.input_type,
+                "labels": self.labels, "container_name": self.container_name,
+                "model_data_path": self.model_data_path, "batch_size": self.batch_size,
+                "is_current_version": self.is_current}
+
+
+@dataclass(frozen=True)
+class Deployment:
+    name: str
+    version: str
+    bundle_dir: str
+    digest: str
+    num_replicas: int
+    pkgs: list[str]
+
+
+class ClusterState:
+    """Thread-safe SQLite-backed state; every write commits before it returns."""
+
+    def __init__(self, path: Path) -> None:
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(SCHEMA)
+        self._lock = threading.RLock()
+
+    def _q(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    # --- apps -------------------------------------------------------------------------------
+    def add_app(self, name: str, input_type: str, default_output: str, slo: int) -> None:
+        validate_name(name, "application name")
+        input_type = canonical_input_type(input_type)
+        if not isinstance(default_output, str):
+            raise ClipperException(f"default_output must be a string, got {type(default_output).__name__}")
+        if not isinstance(slo, int) or isinstance(slo, bool) or not 0 < slo < 2**31:
+            raise ClipperException(f"latency_slo_micros must be a positive 32-bit integer, got {slo!r}")
+        with self._lock:
+            if self.get_app(name) is not None:
+                raise ClipperException(f"application '{name}' already exists")
+            self._q("INSERT INTO apps VALUES (?,?,?,?)", name, input_type, default_output, slo)
+
+    def delete_app(self, name: str) -> None:
+        with self._lock:
+            if self.get_app(name) is None:
+                raise ClipperException(f"Application '{name}' does not exist")
+            self._q("DELETE FROM apps WHERE name=?", name)
+            self._q("DELETE FROM links WHERE app_name=?", name)
+
+    def get_app(self, name: str) -> App | None:
+        rows = self._q("SELECT * FROM apps WHERE name=?", name)
+        return App(*rows[0]) if rows else None
+
+    def apps(self) -> list[App]:
+        return [App(*r) for r in self._q("SELECT * FROM apps ORDER BY name")]
+
+    def app_dict(self, app: App) -> dict[str, Any]:
+        return {"name": app.name, "input_type": app.input_type, "default_output": app.default_output,
+                "latency_slo_micros": app.latency_slo_micros, "linked_models": self.linked_models(app.name)}
+
+    # --- links ------------------------------------------------------------------------------
+    def linked_models(self, app_name: str) -> list[str]:
+        return [r[0] for r in self._q("SELECT model_name FROM links WHERE app_name=?", app_name)]
+
+    def add_link(self, app_name: str, model_names: list[str]) -> None:
+        with self._lock:
+            app = self.get_app(app_name)
+            if app is None:
+                raise ClipperException(f"No app with name '{app_name}' exists.")
+            if not isinstance(model_names, list) or len(model_names) != 1:
+                raise ClipperException("Applications must be linked with at most one model")
+            model = model_names[0]
+            current = self.current_model(model)
+            if current is None:
+                raise ClipperException(f"No model with name '{model}' exists.")
+            if current.input_type != app.input_type:
+                raise ClipperException(f"Model with name '{model}' has incompatible input_type {current.input_type}. "
+                                       f"Requested input_type: {app.input_type}")
+            linked = self.linked_models(app_name)
+            if model in linked:
+                raise ClipperException(f"The model with name '{model}' is already linked to '{app_name}'")
+            if linked:
+                raise ClipperException(f"A model with name {linked[0]} is already linked to '{app_name}'.")
+            self._q("INSERT INTO links VALUES (?,?)", app_name, model)
+
+    def delete_link(self, app_name: str, model_names: list[str]) -> None:
+        with self._lock:
+            if self.get_app(app_name) is None:
+                raise ClipperException(f"No app with name '{app_name}' exists.")
+            for model in model_names:
+                if model not in self.linked_models(app_name):
+                    raise ClipperException(f"Cannot remove nonexistent link between app {app_name} and model {model}")
+                self._q("DELETE FROM links WHERE app_name=? AND model_name=?", app_name, model)
+
+    # --- models -----------------------------------------------------------------------------
+    def add_model(self, name: str, version: str, input_type: str, labels: list[str], container_name: str,
+                  model_data_path: str, batch_size: int) -> None:
+        validate_name(name)
+        version = validate_version(version)
+        input_type = canonical_input_type(input_type)
+        if not isinstance(batch_size, int) or not (batch_size == -1 or batch_size > 0):
+            raise ClipperException(f"batch_size must be a positive integer or -1, got {batch_size!r}")
+        if not isinstance(labels, list) or any(not isinstance(lb, str) or "," in lb or ":" in lb for lb in labels):
+            raise ClipperException("labels must be a list of strings without ',' or ':'")
+        with self._lock:
+            if self.get_model(name, version) is not None:
+                raise ClipperException(f"model with name '{name}' and version '{version}' already exists")
+            for app in self.apps():
+                if name in self.linked_models(app.name) and app.input_type != input_type:
+                    raise ClipperException(f"Model {name}:{version} has input_type {input_type} but is linked to "
+                                           f"app '{app.name}' with input_type {app.input_type}")
+            seq = (self._q("SELECT COALESCE(MAX(seq), 0) FROM models")[0][0] or 0) + 1
+            self._q("UPDATE models SET is_current=0 WHERE name=?", name)
+            self._q("INSERT INTO models VALUES (?,?,?,?,?,?,?,1,?)", name, version, input_type, json.dumps(labels),
+                    container_name, model_data_path, batch_size, seq)
+
+    def _model(self, row: tuple[Any, ...]) -> Model:
+        name, version, itype, labels, cname, path, bs, cur, _ = row
+        return Model(name, version, itype, json.loads(labels), cname, path, bs, bool(cur))
+
+    def get_model(self, name: str, version: str) -> Model | None:
+        rows = self._q("SELECT * FROM models WHERE name=? AND version=?", name, str(version))
+        return self._model(rows[0]) if rows else None
+
+    def current_model(self, name: str) -> Model | None:
+        rows = self._q("SELECT * FROM models WHERE name=? AND is_current=1", name)
+        return self._model(rows[0]) if rows else None
+
+    def models(self, name: str | None = None) -> list[Model]:
+        if name is None:
+            return [self._model(r) for r in self._q("SELECT * FROM models ORDER BY seq")]
+        return [self._model(r) for r in self._q("SELECT * FROM models WHERE name=? ORDER BY seq", name)]
+
+    def set_model_version(self, name: str, version: str) -> None:
+        with self._lock:
+            if not self.models(name):
+                raise ClipperException(f"Cannot set version for nonexistent model '{name}'")
+            if self.get_model(name, version) is None:
+                raise ClipperException(f"Cannot set non-existent version '{version}' for model with name '{name}'")
+            self._q("UPDATE models SET is_current=(version=?) WHERE name=?", str(version), name)
+
+    def delete_model(self, name: str, version: str) -> None:
+        with self._lock:
+            model = self.get_model(name, version)
+            if model is None:
+                raise ClipperException(f"model {name}:{version} does not exist")
+            self._q("DELETE FROM models WHERE name=? AND version=?", name, version)
+            self._q("DELETE FROM deployments WHERE name=? AND version=?", name, version)
+            if model.is_current:  # fall back to the newest remaining version, so linked apps keep a route
+                rest = self.models(name)
+                if rest:
+                    self._q("UPDATE models SET is_current=1 WHERE name=? AND version=?", name, rest[-1].version)
+
+    # --- deployments (what the local manager keeps running) ---------------------------------
+    def put_deployment(self, d: Deployment) -> None:
+        self._q("INSERT OR REPLACE INTO deployments VALUES (?,?,?,?,?,?)", d.name, d.version, d.bundle_dir, d.digest,
+                d.num_replicas, json.dumps(d.pkgs))
+
+    def deployments(self) -> list[Deployment]:
+        return [Deployment(n, v, b, dg, nr, json.loads(p)) for n, v, b, dg, nr, p in
+                self._q("SELECT * FROM deployments")]
+
+    def get_deployment(self, name: str, version: str) -> Deployment | None:
+        return next((d for d in self.deployments() if (d.name, d.version) == (name, version)), None)
+
+    def delete_deployment(self, name: str, version: str) -> None:
+        self._q("DELETE FROM deployments WHERE name=? AND version=?", name, version)

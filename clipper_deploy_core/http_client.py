@@ -1,0 +1,37 @@
+"""A small JSON-over-HTTP client on the standard library (the admin API's client side)."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+
+from .exceptions import ClipperException
+
+
+def request(method: str, url: str, body: Any = None, timeout: float = 30.0,
+            headers: dict[str, str] | None = None) -> tuple[int, str]:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method,
+                                 headers={"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode(errors="replace")
+    except (urllib.error.URLError, OSError) as e:
+        raise ClipperException(f"Cannot reach {url}: {e}") from None
+
+
+def admin_post(addr: str, path: str, body: dict[str, Any], timeout: float = 30.0,
+               token: str | None = None) -> Any:
+    """POST to ``http://addr/admin/<path>``; Clipper's error text on a non-200 reply."""
+    headers = {"X-Clipper-Admin-Token": token} if token else None
+    status, text = request("POST", f"http://{addr}/admin/{path}", body, timeout, headers)
+    if status != 200:
+        raise ClipperException(f"Received error status code: {status} and message: {text}")
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text

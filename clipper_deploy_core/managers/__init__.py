@@ -1,0 +1,1 @@
+"""Container managers: where replicas run (local processes, Docker, Kubernetes)."""

@@ -1,0 +1,111 @@
+"""The local cluster process: query frontend, admin API, RPC port, state and replica supervisor.
+
+Started in the background by ``LocalContainerManager.start_clipper()``; outlives the script that
+started it. ``cluster.json`` in its directory says where it listens, for ``connect()``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from aiohttp import web
+
+from ...frontend.admin_api import AdminAPI
+from ...frontend.dispatch import Dispatcher
+from ...frontend.metrics import Metrics
+from ...frontend.query_api import QueryAPI
+from ...frontend.state import ClusterState
+from .supervisor import LocalSupervisor
+
+DEFAULT_MAX_BODY = 16 * 1024 * 1024
+
+
+def json_errors(max_body: int) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """Every HTTP error on the query port is JSON with ``error`` and ``cause``."""
+
+    @web.middleware
+    async def middleware(request: web.Request,
+                         handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except web.HTTPRequestEntityTooLarge:
+            return web.json_response({"error": "Request too large", "cause": f"The request body exceeds the limit "
+                                      f"of {max_body} bytes (set max_request_bytes to change it)"}, status=413)
+        except web.HTTPException as e:
+            if e.status < 400:
+                raise
+            return web.json_response({"error": e.reason, "cause": f"{request.method} {request.path}: {e.reason}. "
+                                      f"Queries go to POST /<app>/predict"}, status=e.status)
+
+    return middleware
+
+
+async def serve(args: argparse.Namespace) -> None:
+    home = Path(args.home)
+    home.mkdir(parents=True, exist_ok=True)
+    state = ClusterState(home / "state.db")
+    metrics = Metrics()
+    rpc_port = [args.rpc_port]
+    supervisor = LocalSupervisor(state, home, rpc_port)
+    dispatcher = Dispatcher(metrics, on_replica_ready=supervisor.mark_ready, on_replica_gone=supervisor.mark_gone)
+    rpc = await asyncio.start_server(dispatcher.handle_replica, "127.0.0.1", args.rpc_port)
+    rpc_port[0] = rpc.sockets[0].getsockname()[1]
+
+    query_app = web.Application(client_max_size=args.max_body, middlewares=[json_errors(args.max_body)])
+    query_app.add_routes(QueryAPI(state, dispatcher, metrics, supervisor.expected).routes())
+    admin_app = web.Application(client_max_size=args.max_body)
+    admin_app.add_routes(AdminAPI(state, supervisor, os.environ.get("CLIPPER_ADMIN_TOKEN")).routes())
+    runners = []
+    ports = {}
+    for label, app, host, port in (("query", query_app, args.query_host, args.query_port),
+                                   ("admin", admin_app, args.admin_host, args.admin_port)):
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        runners.append(runner)
+        ports[label] = runner.addresses[0][1]
+
+    info = {"name": args.name, "pid": os.getpid(), "query": f"{args.query_host}:{ports['query']}",
+            "admin": f"{args.admin_host}:{ports['admin']}", "rpc": f"127.0.0.1:{rpc_port[0]}"}
+    tmp = home / "cluster.json.tmp"
+    tmp.write_text(json.dumps(info))
+    tmp.replace(home / "cluster.json")
+    print(f"cluster {args.name} listening: {info}", flush=True)
+    await supervisor.restore()
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await supervisor.shutdown()
+    rpc.close()
+    for runner in runners:
+        await runner.cleanup()
+    (home / "cluster.json").unlink(missing_ok=True)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(prog="python -m clipper_deploy_core.managers.local.cluster")
+    p.add_argument("--name", required=True)
+    p.add_argument("--home", required=True)
+    p.add_argument("--query-host", default="127.0.0.1")
+    p.add_argument("--query-port", type=int, default=1337)
+    p.add_argument("--admin-host", default="127.0.0.1")
+    p.add_argument("--admin-port", type=int, default=1338)
+    p.add_argument("--rpc-port", type=int, default=7000)
+    p.add_argument("--max-body", type=int, default=DEFAULT_MAX_BODY)
+    asyncio.run(serve(p.parse_args()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

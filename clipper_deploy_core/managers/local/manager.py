@@ -1,0 +1,189 @@
+"""``LocalContainerManager``: the cluster as a background process, replicas as child processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ...bundle import bundle_digest, read_manifest, verify_bundle
+from ...exceptions import ClipperException
+from ...http_client import admin_post, request
+from ...naming import validate_name
+from ..base import ContainerManager
+
+START_TIMEOUT_S = 60.0
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("CLIPPER_DEPLOY_HOME") or Path.home() / ".clipper-deploy")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie child of ours is not alive
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return True
+
+
+class LocalContainerManager(ContainerManager):
+    def __init__(self, cluster_name: str = "default-cluster", clipper_query_port: int = 1337,
+                 clipper_management_port: int = 1338, clipper_rpc_port: int = 7000, home: str | Path | None = None,
+                 query_host: str = "127.0.0.1", admin_host: str = "127.0.0.1",
+                 max_request_bytes: int = 16 * 1024 * 1024, admin_token: str | None = None) -> None:
+        self.cluster_name = validate_name(cluster_name, "cluster name")
+        self.cluster_identifier = cluster_name
+        self.ports = (clipper_query_port, clipper_management_port, clipper_rpc_port)
+        self.dir = Path(home or default_home()) / "clusters" / cluster_name
+        self.query_host, self.admin_host = query_host, admin_host
+        self.max_request_bytes, self.admin_token = max_request_bytes, admin_token
+        self.info: dict[str, Any] | None = None
+
+    # --- cluster lifecycle --------------------------------------------------------------------
+    def _read_info(self) -> dict[str, Any] | None:
+        try:
+            info: dict[str, Any] = json.loads((self.dir / "cluster.json").read_text())
+        except (OSError, ValueError):
+            return None
+        return info if _alive(int(info["pid"])) else None
+
+    def start_clipper(self, **_: Any) -> None:
+        running = self._read_info()
+        if running:
+            raise ClipperException(f"A cluster named '{self.cluster_name}' is already running (pid {running['pid']}, "
+                                   f"query {running['query']}). Use connect(), or stop_all() it first")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / "cluster.json").unlink(missing_ok=True)
+        log = open(self.dir / "cluster.log", "ab")  # handed to the child
+        env = {**os.environ}
+        if self.admin_token:
+            env["CLIPPER_ADMIN_TOKEN"] = self.admin_token
+        q, a, r = self.ports
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "clipper_deploy_core.managers.local.cluster", "--name", self.cluster_name,
+             "--home", str(self.dir), "--query-host", self.query_host, "--query-port", str(q), "--admin-host",
+             self.admin_host, "--admin-port", str(a), "--rpc-port", str(r), "--max-body", str(self.max_request_bytes)],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, env=env, cwd=str(self.dir))
+        log.close()
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise ClipperException(f"The cluster process exited with code {proc.returncode}:\n"
+                                       f"{(self.dir / 'cluster.log').read_text(errors='replace')[-4000:]}")
+            info = self._read_info()
+            if info and info["pid"] == proc.pid and request("GET", f"http://{info['admin']}/admin/ping")[0] == 200:
+                self.info = info
+                return
+            time.sleep(0.05)
+        proc.kill()
+        raise ClipperException(f"The cluster did not start within {START_TIMEOUT_S:.0f}s")
+
+    def connect(self) -> None:
+        info = self._read_info()
+        if info is None:
+            raise ClipperException(f"No running cluster named '{self.cluster_name}' (looked in {self.dir}). "
+                                   f"Start one with start_clipper()")
+        self.info = info
+
+    def _need(self) -> dict[str, Any]:
+        if self.info is None:
+            self.connect()
+        assert self.info is not None
+        return self.info
+
+    def get_query_addr(self) -> str:
+        return str(self._need()["query"])
+
+    def get_admin_addr(self) -> str:
+        return str(self._need()["admin"])
+
+    def get_metric_addr(self) -> str:
+        return self.get_query_addr()  # /metrics is served on the query port
+
+    def _admin(self, path: str, body: dict[str, Any], timeout: float = 30.0) -> Any:
+        return admin_post(self.get_admin_addr(), path, body, timeout, self.admin_token)
+
+    # --- models -------------------------------------------------------------------------------
+    def build_model(self, name: str, version: str, model_data_path: str, base_image: str,
+                    container_registry: str | None = None, pkgs_to_install: list[str] | None = None) -> str:
+        """Copy the verified bundle into the cluster's directory; the "image" is that directory."""
+        manifest = verify_bundle(model_data_path)
+        digest = bundle_digest(Path(model_data_path))
+        dest = self.dir / "bundles" / f"{name}-{version}-{digest[:16]}"
+        if not dest.exists():
+            tmp = dest.with_name(dest.name + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.copytree(model_data_path, tmp)
+            tmp.replace(dest)
+        if (manifest.name, manifest.version) != (name, str(version)):
+            raise ClipperException(f"bundle is {manifest.name}:{manifest.version}, not {name}:{version}")
+        return str(dest)
+
+    def deploy_model(self, name: str, version: str, input_type: str, image: str, num_replicas: int = 1) -> None:
+        manifest = read_manifest(image)
+        self._admin("deploy_replicas", {"model_name": name, "model_version": str(version), "bundle_dir": image,
+                                        "digest": bundle_digest(Path(image)), "num_replicas": num_replicas,
+                                        "pkgs_to_install": manifest.pkgs_to_install}, timeout=3600)
+
+    def _containers(self) -> list[dict[str, Any]]:
+        return list(self._admin("get_all_containers", {"verbose": True}))
+
+    def get_num_replicas(self, name: str, version: str) -> int:
+        return sum(1 for c in self._containers() if (c["model_name"], c["model_version"]) == (name, str(version)))
+
+    def set_num_replicas(self, name: str, version: str, input_type: str, image: str, num_replicas: int) -> None:
+        self._admin("set_num_replicas", {"model_name": name, "model_version": str(version),
+                                         "num_replicas": num_replicas}, timeout=3600)
+
+    def get_logs(self, logging_dir: str) -> list[str]:
+        out = Path(logging_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for src in [self.dir / "cluster.log", *sorted((self.dir / "logs").glob("*.log"))]:
+            if src.is_file():
+                dst = out / f"{self.cluster_name}-{src.name}"
+                shutil.copyfile(src, dst)
+                paths.append(str(dst))
+        return paths
+
+    def stop_models(self, models: dict[str, list[str]]) -> None:
+        for name, versions in models.items():
+            for v in versions:
+                if self._admin("get_deployment", {"model_name": name, "model_version": str(v)}):
+                    self.set_num_replicas(name, v, "", "", 0)
+
+    def stop_all_model_containers(self) -> None:
+        for c in self._containers():
+            self.set_num_replicas(c["model_name"], c["model_version"], "", "", 0)
+
+    def stop_all(self, graceful: bool = True) -> None:
+        """Stop the cluster and every replica, and delete its state (as Clipper's stop_all did)."""
+        info = self._read_info()
+        if info is not None:
+            pid = int(info["pid"])
+            pids = [c["pid"] for c in self._containers() if c.get("pid")] if not graceful else []
+            os.kill(pid, signal.SIGTERM if graceful else signal.SIGKILL)
+            for p in pids:
+                try:
+                    os.kill(p, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            deadline = time.monotonic() + 30
+            while _alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(self.dir, ignore_errors=True)
+        self.info = None

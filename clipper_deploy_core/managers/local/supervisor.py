@@ -1,0 +1,199 @@
+"""Runs replica processes for the local cluster: start, wait for readiness, restart with backoff."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ...exceptions import ClipperException
+from ...frontend.state import ClusterState, Deployment
+
+READY_TIMEOUT_S = float(os.environ.get("CLIPPER_DEPLOY_READY_TIMEOUT", "300"))
+BACKOFF_START_S, BACKOFF_MAX_S, STABLE_S = 0.2, 10.0, 30.0
+LOG_TAIL = 8000
+
+
+@dataclass
+class Replica:
+    name: str
+    version: str
+    replica_id: int
+    log: Path
+    proc: asyncio.subprocess.Process | None = None
+    status: str = "starting"  # starting | ready | restarting | failed | stopped
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    exited: asyncio.Event = field(default_factory=asyncio.Event)
+    started_at: float = 0.0
+    restarts: int = 0
+
+    def info(self, input_type: str) -> dict[str, Any]:
+        return {"model_id": f"{self.name}:{self.version}", "model_name": self.name, "model_version": self.version,
+                "model_replica_id": self.replica_id, "input_type": input_type, "status": self.status,
+                "pid": self.proc.pid if self.proc else None, "restarts": self.restarts, "log": str(self.log)}
+
+
+def log_tail(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")[-LOG_TAIL:]
+    except OSError:
+        return "(no log)"
+
+
+class LocalSupervisor:
+    """Implements the admin API's ``ReplicaController`` with local processes."""
+
+    def __init__(self, state: ClusterState, home: Path, rpc_port_ref: list[int]) -> None:
+        self.state, self.home, self._rpc_port = state, home, rpc_port_ref
+        self.procs: dict[tuple[str, str], list[Replica]] = {}
+        self._next_id: dict[tuple[str, str], int] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # --- ReplicaController ----------------------------------------------------------------------
+    def expected(self, name: str, version: str) -> int:
+        d = self.state.get_deployment(name, version)
+        return d.num_replicas if d else 0
+
+    def replicas(self) -> list[dict[str, Any]]:
+        out = []
+        for (name, version), reps in sorted(self.procs.items()):
+            model = self.state.get_model(name, version)
+            out += [r.info(model.input_type if model else "") for r in reps if r.status != "stopped"]
+        return out
+
+    async def deploy(self, d: Deployment) -> None:
+        if d.pkgs:
+            raise ClipperException("pkgs_to_install is not supported by LocalContainerManager yet: install the "
+                                   "packages into the cluster's environment and deploy without pkgs_to_install")
+        if not (Path(d.bundle_dir) / "manifest.json").is_file():
+            raise ClipperException(f"No bundle at {d.bundle_dir}")
+        self.state.put_deployment(d)
+        await self._scale(d, d.num_replicas, wait=True)
+
+    async def set_num_replicas(self, name: str, version: str, n: int) -> None:
+        d = self.state.get_deployment(name, version)
+        if d is None:
+            raise ClipperException(f"Cannot add container for non-registered model {name}:{version}")
+        d = Deployment(d.name, d.version, d.bundle_dir, d.digest, n, d.pkgs)
+        self.state.put_deployment(d)
+        await self._scale(d, n, wait=True)
+
+    async def stop(self, name: str, version: str) -> None:
+        self.state.delete_deployment(name, version)
+        for r in list(self.procs.get((name, version), [])):
+            await self._stop_replica(r)
+        self.procs.pop((name, version), None)
+
+    async def restore(self) -> None:
+        """Bring back every deployment recorded in the state (after a cluster restart)."""
+        for d in self.state.deployments():
+            await self._scale(d, d.num_replicas, wait=False)
+
+    async def shutdown(self) -> None:
+        for key in list(self.procs):
+            for r in list(self.procs[key]):
+                await self._stop_replica(r)
+
+    # --- replica processes ----------------------------------------------------------------------
+    def live(self, key: tuple[str, str]) -> list[Replica]:
+        return [r for r in self.procs.get(key, []) if r.status not in ("stopped", "failed")]
+
+    async def _scale(self, d: Deployment, n: int, wait: bool) -> None:
+        key = (d.name, d.version)
+        live = self.live(key)
+        for r in live[n:]:  # newest last: stop the surplus
+            await self._stop_replica(r)
+        new = [self._start(d) for _ in range(n - len(live))]
+        if wait and new:
+            await self._wait_ready(new)
+
+    def _start(self, d: Deployment) -> Replica:
+        key = (d.name, d.version)
+        rid = self._next_id.get(key, 0)
+        self._next_id[key] = rid + 1
+        logs = self.home / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        r = Replica(d.name, d.version, rid, logs / f"{d.name}-{d.version}-{rid}.log")
+        self.procs.setdefault(key, []).append(r)
+        task = asyncio.create_task(self._run(d, r))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return r
+
+    async def _run(self, d: Deployment, r: Replica) -> None:
+        backoff = BACKOFF_START_S
+        while r.status != "stopped":
+            env = {**os.environ, "CLIPPER_MODEL_NAME": d.name, "CLIPPER_MODEL_VERSION": d.version,
+                   "CLIPPER_MODEL_PATH": d.bundle_dir, "CLIPPER_BUNDLE_DIGEST": d.digest, "CLIPPER_IP": "127.0.0.1",
+                   "CLIPPER_PORT": str(self._rpc_port[0]), "CLIPPER_REPLICA_ID": str(r.replica_id),
+                   "PYTHONUNBUFFERED": "1"}
+            with open(r.log, "ab") as log:
+                r.exited.clear()
+                r.started_at = time.monotonic()
+                r.proc = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "clipper_deploy_core.replica", env=env, stdin=asyncio.subprocess.DEVNULL,
+                    stdout=log, stderr=log, cwd=str(self.home))
+            code = await r.proc.wait()
+            r.exited.set()
+            if r.status == "stopped":
+                return
+            if not r.ready.is_set() and r.restarts == 0:
+                r.status = "failed"  # never got ready on its first start: the deploy reports it
+                return
+            r.status = "restarting"
+            r.restarts += 1
+            if time.monotonic() - r.started_at > STABLE_S:
+                backoff = BACKOFF_START_S
+            with open(r.log, "a") as log:
+                log.write(f"\n[supervisor] replica exited with code {code}; restarting in {backoff:.1f}s\n")
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, BACKOFF_MAX_S)
+
+    def mark_ready(self, name: str, version: str, replica_id: int, pid: int) -> None:
+        for r in self.procs.get((name, version), []):
+            if r.replica_id == replica_id and r.status != "stopped":
+                r.status = "ready"
+                r.ready.set()
+
+    def mark_gone(self, name: str, version: str, replica_id: int) -> None:
+        for r in self.procs.get((name, version), []):
+            if r.replica_id == replica_id and r.status == "ready":
+                r.status = "restarting"
+
+    async def _wait_ready(self, new: list[Replica]) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        for r in new:
+            waiters = {asyncio.ensure_future(r.ready.wait()), asyncio.ensure_future(self._failed(r))}
+            _, pending = await asyncio.wait(waiters, timeout=max(0.0, deadline - time.monotonic()),
+                                               return_when=asyncio.FIRST_COMPLETED)
+            for p in pending:
+                p.cancel()
+            if r.ready.is_set():
+                continue
+            failed = r.status == "failed"
+            for other in new:
+                await self._stop_replica(other)
+            self.state.delete_deployment(r.name, r.version)
+            what = "failed to load its model" if failed else f"was not ready after {READY_TIMEOUT_S:.0f}s"
+            raise ClipperException(f"Replica {r.replica_id} of {r.name}:{r.version} {what}. "
+                                   f"Replica output (from {r.log}):\n{log_tail(r.log)}")
+
+    async def _failed(self, r: Replica) -> None:
+        while r.status != "failed":
+            await r.exited.wait()
+            if r.status != "failed":
+                await asyncio.sleep(0.05)
+
+    async def _stop_replica(self, r: Replica) -> None:
+        r.status = "stopped"
+        if r.proc and r.proc.returncode is None:
+            r.proc.terminate()
+            try:
+                await asyncio.wait_for(r.proc.wait(), 5)
+            except asyncio.TimeoutError:
+                r.proc.kill()
+                await r.proc.wait()

@@ -1,0 +1,80 @@
+"""``python -m clipper_deploy_core.replica``: one model replica process.
+
+Configured through Clipper's container environment contract: ``CLIPPER_MODEL_NAME``,
+``CLIPPER_MODEL_VERSION``, ``CLIPPER_MODEL_PATH`` (the bundle), ``CLIPPER_IP``/``CLIPPER_PORT``
+(the frontend's RPC port), plus ``CLIPPER_REPLICA_ID`` and ``CLIPPER_BUNDLE_DIGEST``.
+Exits 3 when the bundle fails to load (the traceback is on stderr), 0 when the frontend goes away.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import traceback
+from typing import Any
+
+from .. import wire
+from ..inputs import to_batch, validate_input
+
+LOAD_FAILED = 3
+
+
+def _env(name: str, default: str | None = None) -> str:
+    value = os.environ.get(name, default)
+    if value is None:
+        sys.stderr.write(f"replica: environment variable {name} is required\n")
+        sys.exit(2)
+    return value
+
+
+def serve(loaded: Any, sock: socket.socket) -> None:
+    input_type = loaded.manifest.input_type
+    while True:
+        try:
+            msg = wire.recv_frame(sock)
+        except (ConnectionError, OSError):
+            return
+        if msg.get("type") != "batch":
+            continue
+        inputs = msg["inputs"]
+        try:
+            values = [validate_input(input_type, x) for x in inputs] if input_type == "bytes" else inputs
+            outputs = loaded.predict_batch(to_batch(input_type, values), len(values))
+            reply: dict[str, Any] = {"type": "result", "id": msg["id"], "outputs": outputs}
+        except Exception as e:  # noqa: BLE001 - a model error is reported per batch, never fatal
+            kind = "contract" if type(e).__name__ == "PredictContractError" else "error"
+            reply = {"type": "error", "id": msg["id"], "kind": kind, "message": f"{type(e).__name__}: {e}"}
+        try:
+            wire.send_frame(sock, reply)
+        except (ConnectionError, OSError):
+            return
+
+
+def main() -> int:
+    name, version = _env("CLIPPER_MODEL_NAME"), _env("CLIPPER_MODEL_VERSION")
+    path, digest = _env("CLIPPER_MODEL_PATH"), os.environ.get("CLIPPER_BUNDLE_DIGEST") or None
+    host, port = _env("CLIPPER_IP", "127.0.0.1"), int(_env("CLIPPER_PORT", "7000"))
+    replica_id = int(_env("CLIPPER_REPLICA_ID", "0"))
+    try:
+        from ..bundle import load_bundle
+
+        loaded = load_bundle(path, expected_digest=digest)
+        if (loaded.manifest.name, loaded.manifest.version) != (name, version):
+            raise RuntimeError(f"bundle at {path} is {loaded.manifest.name}:{loaded.manifest.version}, "
+                               f"expected {name}:{version}")
+    except BaseException:  # noqa: BLE001 - any load failure must reach the log with its traceback
+        traceback.print_exc()
+        sys.stderr.flush()
+        return LOAD_FAILED
+    sock = socket.create_connection((host, port))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    wire.send_frame(sock, {"type": "hello", "model": name, "version": version, "replica_id": replica_id,
+                           "pid": os.getpid()})
+    print(f"replica {name}:{version}#{replica_id} ready (pid {os.getpid()})", flush=True)
+    serve(loaded, sock)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,275 @@
+"""The local cluster end to end: real processes, real HTTP (Clipper's admin checks, without sleeps)."""
+
+import json
+import os
+import signal
+import threading
+import time
+import urllib.request
+
+import pytest
+
+from clipper_deploy_core import ClipperConnection, ClipperException, LocalContainerManager, UnconnectedException
+from clipper_deploy_core.bundle import save_bundle
+from clipper_deploy_core.deployers.python import create_endpoint, deploy_python_closure
+
+
+def post(conn, path, body, raw=None):
+    data = raw if raw is not None else json.dumps(body).encode()
+    req = urllib.request.Request(f"http://{conn.get_query_addr()}{path}", data=data,
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def wait_until(cond, timeout=30.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def conn(tmp_path_factory):
+    home = tmp_path_factory.mktemp("clipper-home")
+    c = ClipperConnection(LocalContainerManager("serving-test", 0, 0, 0, home=home, max_request_bytes=65536))
+    c.start_clipper()
+    yield c
+    c.stop_all()
+
+
+def test_calls_before_connect_raise_unconnected(tmp_path):
+    with pytest.raises(UnconnectedException):
+        ClipperConnection(LocalContainerManager("never", 0, 0, 0, home=tmp_path)).get_all_apps()
+
+
+def test_a_running_cluster_name_cannot_start_twice_and_connect_finds_it(conn):
+    cm = conn.cm
+    other = LocalContainerManager("serving-test", 0, 0, 0, home=cm.dir.parent.parent)
+    with pytest.raises(ClipperException, match="already running"):
+        ClipperConnection(other).start_clipper()
+    c2 = ClipperConnection(other)
+    c2.connect()
+    assert c2.get_query_addr() == conn.get_query_addr()
+
+
+def test_register_app_and_clipper_admin_messages(conn):
+    conn.register_application("testapp", "doubles", "DEFAULT", 3000000)
+    assert "testapp" in conn.get_all_apps()
+    assert conn.get_app_info("testapp")["latency_slo_micros"] == 3000000
+    assert conn.get_app_info("fake-app") is None
+    assert conn.get_linked_models("testapp") == []
+    with pytest.raises(ClipperException, match="No model with name"):
+        conn.link_model_to_app("testapp", "test-model")
+    with pytest.raises(ClipperException, match="already exists"):
+        conn.register_application("testapp", "doubles", "DEFAULT", 3000000)
+    with pytest.raises(ClipperException, match="Invalid application name"):
+        conn.register_application("Bad_App", "doubles", "DEFAULT", 3000000)
+    with pytest.raises(ClipperException, match="Invalid input_type"):
+        conn.register_application("app2", "tensor", "DEFAULT", 3000000)
+    conn.register_model("m", "v1", "doubles")
+    conn.register_model("m", "v2", "doubles")
+    with pytest.raises(ClipperException, match="containerless model"):
+        conn.set_num_replicas("m", 5, "v1")
+    conn.set_model_version("m", "v1")
+    assert conn.get_model_info("m", "v1")["is_current_version"] is True
+    with pytest.raises(ClipperException, match="Cannot set non-existent version 'v9' for model with name 'm'"):
+        conn.set_model_version("m", "v9")
+
+
+def test_unlinked_app_answers_with_default_and_reason(conn):
+    conn.register_application("app4", "doubles", "DEFAULT", 3000000)
+    status, body = post(conn, "/app4/predict", {"input": [99.3, 18.9, 67.2, 34.2]})
+    assert status == 200 and body["default"] is True and body["output"] == "DEFAULT"
+    assert body["default_explanation"].startswith("No connected models found for query")
+
+
+def test_float_sums_round_trip_exactly_and_trailing_slash(conn):
+    def sum_model(xs):
+        return [str(sum(x)) for x in xs]
+
+    conn.register_application("hello-world", "doubles", "-1.0", 3000000)
+    deploy_python_closure(conn, "sum-model", 1, "doubles", sum_model)
+    conn.link_model_to_app("hello-world", "sum-model")
+    status, body = post(conn, "/hello-world/predict/", {"input": [1.1, 2.2, 3.3]})
+    assert status == 200 and body["default"] is False
+    assert [body["output"]] == [json.loads(o) for o in conn.test_predict_function(
+        {"input": [1.1, 2.2, 3.3]}, sum_model, "doubles")]
+    status, body = post(conn, "/hello-world/predict", {"input_batch": [[1.1, 2.2, 3.3], [4.4, 5.5, 6.6]]})
+    assert [p["output"] for p in body["batch_predictions"]] == [
+        json.loads(o) for o in conn.test_predict_function({"input_batch": [[1.1, 2.2, 3.3], [4.4, 5.5, 6.6]]},
+                                                          sum_model, "doubles")]
+    status, body = post(conn, "/hello-world/predict", {"input": [1, 2]})  # an integer literal is fine
+    assert status == 200 and body["output"] == 3.0
+
+
+def test_version_routing_and_rollback(conn):
+    conn.register_application("versioned", "doubles", "DEFAULT", 3000000)
+    deploy_python_closure(conn, "testmodel", 1, "doubles", lambda xs: ["1" for _ in xs])
+    conn.link_model_to_app("versioned", "testmodel")
+    deploy_python_closure(conn, "testmodel", 2, "doubles", lambda xs: ["2" for _ in xs])
+    assert post(conn, "/versioned/predict", {"input": [1.0, 2.0, 3.0]})[1]["output"] == 2
+    assert post(conn, "/versioned/predict", {"input": [1.0, 2.0, 4.0], "version": "1"})[1]["output"] == 1
+    status, body = post(conn, "/versioned/predict", {"input": [1.0], "version": "skjfhkdjshfjksdhkjf"})
+    assert status == 400
+    assert body["cause"] == "Requested version: skjfhkdjshfjksdhkjf does not exist for model: testmodel"
+    conn.set_model_version("testmodel", 1)
+    assert conn.get_current_model_version("testmodel") == "1"
+    assert post(conn, "/versioned/predict", {"input": [1.0, 2.0, 5.0]})[1]["output"] == 1
+    conn.stop_inactive_model_versions(["testmodel"])
+    assert [m for m in conn.get_all_models() if m.startswith("testmodel:")] == ["testmodel:1"]
+
+
+@pytest.mark.parametrize("path,raw,status,cause", [
+    ("/hello-world/predict", b"{not json", 400, "Error parsing JSON"),
+    ("/hello-world/predict", b"[1, 2]", 400, "exactly one of the keys"),
+    ("/hello-world/predict", b'{"inputs": [1.0]}', 400, "exactly one of the keys"),
+    ("/hello-world/predict", b'{"input": "1.0"}', 400, "JSON array of numbers"),
+    ("/hello-world/predict", b'{"input": [1.0, "x"]}', 400, r"input[1] is str"),
+    ("/hello-world/predict", b'{"input_batch": []}', 400, "non-empty"),
+    ("/hello-world/predict", b'{"input_batch": [[1.0], "a"]}', 400, "input_batch[1]"),
+    ("/no-such-app/predict", b'{"input": [1.0]}', 404, "No application named 'no-such-app'"),
+    ("/hello-world/predict", json.dumps({"input": [1.0] * 20000}).encode(), 413, "exceeds the limit of 65536"),
+])
+def test_malformed_requests_get_a_4xx_naming_the_problem(conn, path, raw, status, cause):
+    got_status, body = post(conn, path, None, raw=raw)
+    assert got_status == status and "error" in body
+    assert cause in body["cause"]
+
+
+def test_model_errors_and_slo_misses_are_told_apart(conn):
+    def boom(xs):
+        raise ValueError("weights are corrupt")
+
+    def slow(xs):
+        time.sleep(0.5)
+        return ["late" for _ in xs]
+
+    def wrong_count(xs):
+        return ["only one"]
+
+    create_endpoint(conn, "raises", "doubles", boom)
+    create_endpoint(conn, "sleepy", "doubles", slow, slo_micros=100000)
+    create_endpoint(conn, "miscount", "doubles", wrong_count)
+    body = post(conn, "/raises/predict", {"input": [1.0]})[1]
+    assert body["default"] is True and "ValueError: weights are corrupt" in body["default_explanation"]
+    body = post(conn, "/sleepy/predict", {"input": [2.0]})[1]
+    assert body["default"] is True and "latency SLO" in body["default_explanation"]
+    body = post(conn, "/miscount/predict", {"input_batch": [[1.0], [2.0]]})[1]["batch_predictions"][0]
+    assert body["default"] is True and "Expected model to return 2 outputs, found 1" in body["default_explanation"]
+
+
+def test_fixed_batch_size_model_sees_batches_of_nine(conn):
+    def batch_size_model(xs):
+        time.sleep(0.05)
+        return [str(len(xs)) for _ in xs]
+
+    create_endpoint(conn, "batchy", "doubles", batch_size_model, batch_size=9, slo_micros=30000000)
+    batch = [[float(x) + j * 0.001 for x in range(5)] for j in range(450)]
+    preds = post(conn, "/batchy/predict", {"input_batch": batch})[1]["batch_predictions"]
+    assert len(preds) == 450
+    assert all(not p["default"] for p in preds)
+    assert sum(1 for p in preds if p["output"] == 9) >= 315
+
+
+def test_replica_counts_are_exact_after_scaling_and_stopping(conn):
+    create_endpoint(conn, "scaled", "doubles", lambda xs: [str(len(x)) for x in xs], num_replicas=2)
+    assert conn.get_num_replicas("scaled") == 2
+    conn.set_num_replicas("scaled", 4)
+    assert conn.get_num_replicas("scaled") == 4
+    conn.set_num_replicas("scaled", 1)
+    assert conn.get_num_replicas("scaled") == 1
+    assert post(conn, "/scaled/predict", {"input": [101.1, 99.9]})[1]["output"] == 2
+    conn.set_num_replicas("scaled", 0)
+    assert conn.get_num_replicas("scaled") == 0
+    body = post(conn, "/scaled/predict", {"input": [101.1]})[1]
+    assert body["default"] is True and "no live replica" in body["default_explanation"]
+
+
+def test_a_replica_that_cannot_load_fails_the_deploy_with_its_traceback(conn, tmp_path):
+    bundle = save_bundle(tmp_path / "b", name="unloadable", version=1, input_type="doubles",
+                         func=lambda xs: [str(x) for x in xs])
+    (bundle / "func.pkl").write_bytes(b"tampered")
+    with pytest.raises(ClipperException) as e:
+        conn.build_and_deploy_model("unloadable", 1, "doubles", str(bundle), "img")
+    assert "BundleIntegrityError" in str(e.value) or "integrity" in str(e.value)
+
+
+def test_a_replica_crash_at_load_reports_its_own_traceback(conn, tmp_path, monkeypatch):
+    (tmp_path / "parent_only.py").write_text("class Thing:\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import parent_only
+
+    thing = parent_only.Thing()
+    bundle = save_bundle(tmp_path / "b", name="crashy", version=1, input_type="doubles",
+                         func=lambda xs: [str(thing) for _ in xs])
+    started = time.monotonic()
+    with pytest.raises(ClipperException) as e:
+        conn.build_and_deploy_model("crashy", 1, "doubles", str(bundle), "img")
+    assert time.monotonic() - started < 30
+    assert "failed to load its model" in str(e.value)
+    assert "ModuleNotFoundError: No module named 'parent_only'" in str(e.value)
+    assert conn.get_model_info("crashy", 1) is None
+
+
+def test_kill_9_a_replica_under_load_every_query_is_answered(conn):
+    create_endpoint(conn, "sturdy", "doubles", lambda xs: [str(sum(x)) for x in xs], num_replicas=2)
+    results, stop = [], threading.Event()
+
+    def load(offset):
+        i = 0
+        while not stop.is_set() and i < 2000:
+            results.append(post(conn, "/sturdy/predict", {"input": [float(offset), float(i)]}))
+            i += 1
+
+    threads = [threading.Thread(target=load, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    wait_until(lambda: len(results) > 50, what="load to start")
+    victim = next(r for r in conn.get_all_model_replicas(verbose=True) if r["model_name"] == "sturdy")
+    os.kill(victim["pid"], signal.SIGKILL)
+    wait_until(lambda: any(r["model_name"] == "sturdy" and r["model_replica_id"] == victim["model_replica_id"]
+                           and r["status"] == "ready" and r["pid"] != victim["pid"]
+                           for r in conn.get_all_model_replicas(verbose=True)), what="the replica to come back")
+    n = len(results)
+    wait_until(lambda: len(results) > n + 50, what="more load after the restart")
+    stop.set()
+    for t in threads:
+        t.join()
+    assert all(status == 200 for status, _ in results)
+    assert all(not b["default"] or b["default_explanation"] for _, b in results)
+    assert sum(1 for _, b in results if not b["default"]) > len(results) * 0.9
+
+
+def test_metrics_and_inspect_instance(conn):
+    post(conn, "/hello-world/predict", {"input": [7.0, 8.0]})
+    metrics = conn.inspect_instance()
+    assert any(s["labels"].get("app") == "hello-world" for s in metrics["clipper_app_requests_total"])
+    assert "clipper_model_batch_size_bucket" in metrics and "clipper_model_live_replicas" in metrics
+    assert conn.get_metric_addr() == conn.get_query_addr()
+    assert conn.get_clipper_logs(str(conn.cm.dir.parent / "logs-out"))
+
+
+def test_cluster_restart_restores_apps_models_and_replicas(tmp_path):
+    cm = LocalContainerManager("phoenix", 0, 0, 0, home=tmp_path)
+    c = ClipperConnection(cm)
+    c.start_clipper()
+    try:
+        create_endpoint(c, "phoenix-app", "doubles", lambda xs: [str(len(x)) for x in xs])
+        assert post(c, "/phoenix-app/predict", {"input": [1.0, 2.0]})[1]["output"] == 2
+        os.kill(cm.info["pid"], signal.SIGKILL)
+        wait_until(lambda: cm._read_info() is None, what="the cluster to die")
+        c2 = ClipperConnection(LocalContainerManager("phoenix", 0, 0, 0, home=tmp_path))
+        c2.start_clipper()
+        wait_until(lambda: post(c2, "/phoenix-app/predict", {"input": [3.0, 4.0, 5.0]})[1].get("output") == 3,
+                   what="the app to answer after restart")
+        assert c2.get_num_replicas("phoenix-app") == 1
+        c = c2
+    finally:
+        c.stop_all()
+    assert not (tmp_path / "clusters" / "phoenix").exists()
