@@ -46,9 +46,20 @@ def _stop(args: argparse.Namespace) -> int:
     return 0
 
 
-def _status(args: argparse.Namespace) -> int:
+def _table(rows: Sequence[tuple[str, ...]]) -> None:
+    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip())
+
+
+def _connected(args: argparse.Namespace) -> Any:
     conn = _conn(args)
     conn.connect()
+    return conn
+
+
+def _status(args: argparse.Namespace) -> int:
+    conn = _connected(args)
     print(f"cluster {args.cluster}: query {conn.get_query_addr()}, admin {conn.cm.get_admin_addr()}")
     rows = [("APP", "INPUT TYPE", "MODEL", "VERSION", "REPLICAS (ready/total)")]
     replicas = conn.get_all_model_replicas(verbose=True)
@@ -58,10 +69,52 @@ def _status(args: argparse.Namespace) -> int:
         reps = [r for r in replicas if (r["model_name"], r["model_version"]) == (model, version)]
         ready = sum(1 for r in reps if r["status"] == "ready")
         rows.append((app["name"], app["input_type"], model, version, f"{ready}/{len(reps)}"))
-    widths = [max(len(r[c]) for r in rows) for c in range(5)]
-    for r in rows:
-        print("  ".join(r[c].ljust(widths[c]) for c in range(5)))
+    _table(rows)
     return 0
+
+
+def _apps(args: argparse.Namespace) -> int:
+    rows = [("APP", "INPUT TYPE", "SLO (us)", "DEFAULT OUTPUT", "LINKED MODEL")]
+    rows += [(a["name"], a["input_type"], str(a["latency_slo_micros"]), a["default_output"],
+              ",".join(a["linked_models"]) or "-") for a in _connected(args).get_all_apps(verbose=True)]
+    _table(rows)
+    return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    rows = [("MODEL", "VERSION", "CURRENT", "INPUT TYPE", "BATCH SIZE", "LABELS")]
+    rows += [(m["model_name"], m["model_version"], "*" if m["is_current_version"] else "", m["input_type"],
+              str(m["batch_size"]), ",".join(m["labels"])) for m in _connected(args).get_all_models(verbose=True)]
+    _table(rows)
+    return 0
+
+
+def _replicas(args: argparse.Namespace) -> int:
+    rows = [("MODEL", "VERSION", "REPLICA", "STATUS", "PID", "RESTARTS")]
+    rows += [(r["model_name"], r["model_version"], str(r["model_replica_id"]), r["status"], str(r["pid"]),
+              str(r["restarts"])) for r in _connected(args).get_all_model_replicas(verbose=True)]
+    _table(rows)
+    return 0
+
+
+def _logs(args: argparse.Namespace) -> int:
+    for path in _connected(args).get_clipper_logs(args.dir):
+        print(path)
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from .http_client import request
+
+    try:
+        value = json.loads(args.input)
+    except ValueError as e:
+        print(f"error: --input is not JSON: {e}", file=sys.stderr)
+        return 2
+    body = {"input_batch" if args.batch else "input": value}
+    status, text = request("POST", f"http://{_connected(args).get_query_addr()}/{args.app}/predict", body)
+    print(text)
+    return 0 if status == 200 else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,12 +125,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_plugins)
     for name, func, help_text in (("start", _start, "start a local cluster"),
                                   ("stop", _stop, "stop a local cluster, its replicas and its state"),
-                                  ("status", _status, "apps, models, versions and replica health")):
+                                  ("status", _status, "apps, models, versions and replica health"),
+                                  ("apps", _apps, "list applications"), ("models", _models, "list model versions"),
+                                  ("replicas", _replicas, "list replicas and their health"),
+                                  ("logs", _logs, "copy the cluster's and replicas' logs into a folder"),
+                                  ("predict", _predict, "send one query to an app")):
         p = sub.add_parser(name, help=help_text)
         p.add_argument("--cluster", default="default-cluster")
         if name == "start":
             for flag, default in (("--query-port", 1337), ("--admin-port", 1338), ("--rpc-port", 7000)):
                 p.add_argument(flag, type=int, default=default, help=f"0 picks a free port (default {default})")
+        if name == "logs":
+            p.add_argument("--dir", default="clipper_logs/")
+        if name == "predict":
+            p.add_argument("app")
+            p.add_argument("input", help='JSON, e.g. "[1.0, 2.0]"')
+            p.add_argument("--batch", action="store_true", help="input is a list of inputs (input_batch)")
         p.set_defaults(func=func)
     return parser
 

@@ -25,6 +25,23 @@ def test_start_status_stop(tmp_path):
         assert status.returncode == 0, status.stderr
         line = next(ln for ln in status.stdout.splitlines() if ln.startswith("cli-app"))
         assert line.split() == ["cli-app", "doubles", "cli-app", "1", "1/1"]
+        apps = cli("apps", "--cluster", "cli-test", home=tmp_path).stdout
+        assert next(ln for ln in apps.splitlines() if ln.startswith("cli-app")).split() == [
+            "cli-app", "doubles", "3000000", "None", "cli-app"]
+        models = cli("models", "--cluster", "cli-test", home=tmp_path).stdout
+        assert next(ln for ln in models.splitlines() if ln.startswith("cli-app")).split()[:5] == [
+            "cli-app", "1", "*", "doubles", "-1"]
+        replicas = cli("replicas", "--cluster", "cli-test", home=tmp_path).stdout
+        assert next(ln for ln in replicas.splitlines() if ln.startswith("cli-app")).split()[:4] == [
+            "cli-app", "1", "0", "ready"]
+        pred = cli("predict", "--cluster", "cli-test", "cli-app", "[1.0, 2.0, 3.0]", home=tmp_path)
+        assert pred.returncode == 0 and '"output": 3' in pred.stdout
+        batch = cli("predict", "--cluster", "cli-test", "--batch", "cli-app", "[[1.0], [1.0, 2.0]]", home=tmp_path)
+        assert '"batch_predictions"' in batch.stdout
+        bad = cli("predict", "--cluster", "cli-test", "cli-app", '["x"]', home=tmp_path)
+        assert bad.returncode == 1 and "input[0] is str" in bad.stdout
+        logs = cli("logs", "--cluster", "cli-test", "--dir", str(tmp_path / "out"), home=tmp_path)
+        assert logs.returncode == 0 and any(p.endswith("cluster.log") for p in logs.stdout.split())
     finally:
         stopped = cli("stop", "--cluster", "cli-test", home=tmp_path)
     assert stopped.returncode == 0 and "stopped" in stopped.stdout

@@ -273,3 +273,88 @@ def test_cluster_restart_restores_apps_models_and_replicas(tmp_path):
     finally:
         c.stop_all()
     assert not (tmp_path / "clusters" / "phoenix").exists()
+
+
+def test_pkgs_to_install_runs_the_replica_in_a_cached_venv(tmp_path, monkeypatch):
+    """Installs a small pure-Python package from the package index into a per-package-set venv."""
+    monkeypatch.setenv("CLIPPER_DEPLOY_HOME", str(tmp_path))
+    c = ClipperConnection(LocalContainerManager("pkgs", 0, 0, 0, home=tmp_path))
+    c.start_clipper()
+    try:
+        def uses_tabulate(xs):
+            import tabulate  # not installed in the test environment: only pkgs_to_install brings it
+
+            return [tabulate.tabulate([[len(x)]], tablefmt="plain") for x in xs]
+
+        with pytest.raises(ModuleNotFoundError):
+            import tabulate  # noqa: F401
+        create_endpoint(c, "tabular", "doubles", uses_tabulate, pkgs_to_install=["tabulate==0.9.0"])
+        assert post(c, "/tabular/predict", {"input": [1.0, 2.0, 3.0]})[1]["output"] == 3
+        envs = [p for p in (tmp_path / "envs").iterdir() if p.is_dir()]
+        assert len(envs) == 1 and (envs[0] / ".complete").exists()
+        deploy_python_closure(c, "tabular", 2, "doubles", uses_tabulate, pkgs_to_install=["tabulate==0.9.0"])
+        assert len([p for p in (tmp_path / "envs").iterdir() if p.is_dir()]) == 1  # reused, not rebuilt
+        with pytest.raises(ClipperException, match="pip install no-such-package-clipper-xyz failed"):
+            deploy_python_closure(c, "tabular", 3, "doubles", uses_tabulate,
+                                  pkgs_to_install=["no-such-package-clipper-xyz"])
+    finally:
+        c.stop_all()
+
+
+def test_set_num_replicas_scales_live_without_dropping_queries(conn):
+    def slowish(xs):
+        time.sleep(0.005)
+        return [str(sum(x)) for x in xs]
+
+    create_endpoint(conn, "elastic", "doubles", slowish, slo_micros=20000000)
+    results, stop = [], threading.Event()
+
+    def load(offset):
+        i = 0
+        while not stop.is_set() and i < 5000:
+            results.append(post(conn, "/elastic/predict", {"input": [float(offset), float(i)]})[1])
+            i += 1
+
+    threads = [threading.Thread(target=load, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        for n in (3, 1, 2, 1):
+            before = len(results)
+            conn.set_num_replicas("elastic", n)
+            assert conn.get_num_replicas("elastic") == n
+            wait_until(lambda b=before: len(results) > b + 20, what="queries to keep flowing")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    defaults = [r for r in results if r["default"]]
+    assert not defaults, f"{len(defaults)} of {len(results)} queries got defaults, e.g. {defaults[:1]}"
+
+
+def test_mutating_admin_requests_from_other_addresses_need_the_token():
+    """A mock request stands in for a remote peer: every test host address here is loopback."""
+    import asyncio
+
+    from aiohttp.test_utils import make_mocked_request
+
+    from clipper_deploy_core.frontend.admin_api import TOKEN_HEADER, AdminAPI
+
+    class Transport:
+        def __init__(self, ip):
+            self.ip = ip
+
+        def get_extra_info(self, name, default=None):
+            return (self.ip, 50000) if name == "peername" else default
+
+    def remote(ip, headers=None):
+        return make_mocked_request("POST", "/admin/add_app", headers=headers or {}, transport=Transport(ip))
+
+    open_api, locked_api = AdminAPI(None, None, token=None), AdminAPI(None, None, token="s3cret")
+    assert open_api._authorized(remote("127.0.0.1")) and open_api._authorized(remote("::1"))
+    assert not open_api._authorized(remote("192.0.2.10"))
+    assert not locked_api._authorized(remote("192.0.2.10", {TOKEN_HEADER: "wrong"}))
+    assert locked_api._authorized(remote("192.0.2.10", {TOKEN_HEADER: "s3cret"}))
+    endpoint = locked_api._wrap(locked_api._add_app, mutating=True)
+    resp = asyncio.run(endpoint(remote("192.0.2.10")))
+    assert resp.status == 403 and TOKEN_HEADER in resp.text

@@ -17,6 +17,7 @@ from typing import Any
 from ..bundle import save_bundle
 from ..bundle.check import run_check
 from ..connection import ConnectionInterface
+from ..envs import ensure_env
 from ..exceptions import ClipperException
 from ..inputs import canonical_input_type
 from ..naming import validate_name, validate_version
@@ -66,7 +67,8 @@ def checked_bundle(name: str, version: str, input_type: str, func: Callable[...,
     bundle = save_bundle(None, name=name, version=version, input_type=input_type, func=func, model=model,
                          plugin=plugin, options=options, pkgs_to_install=pkgs_to_install)
     try:
-        outputs = run_check(bundle, input_type, sample_inputs)
+        python = ensure_env(pkgs_to_install) if pkgs_to_install else None
+        outputs = run_check(bundle, input_type, sample_inputs, python=python)
         yield bundle, outputs
     finally:
         shutil.rmtree(bundle, ignore_errors=True)

@@ -81,6 +81,13 @@ class Dispatcher:
         self.on_replica_ready = on_replica_ready
         self.on_replica_gone = on_replica_gone
         self._ids = itertools.count(1)
+        self._drain: dict[tuple[Key, int], asyncio.Event] = {}
+
+    def drain(self, name: str, version: str, replica_id: int) -> None:
+        """Send this replica no new batch; once its batch in flight is answered, hang up (it then exits)."""
+        event = self._drain.get(((name, version), replica_id))
+        if event is not None:
+            event.set()
 
     def queue(self, key: Key, batch_size: int) -> ModelQueue:
         q = self.queues.get(key)
@@ -105,12 +112,14 @@ class Dispatcher:
         if self.on_replica_ready:
             self.on_replica_ready(key[0], key[1], rid, int(hello.get("pid", 0)))
         inflight: list[Task] = []
+        stop = self._drain[(key, rid)] = asyncio.Event()
         try:
-            await self._serve(key, reader, writer, inflight)
+            await self._serve(key, reader, writer, inflight, stop)
         except (asyncio.IncompleteReadError, ConnectionError, OSError):
             pass
         finally:
             self.live[key].discard(rid)
+            self._drain.pop((key, rid), None)
             self.metrics.live_replicas.labels(*key).set(self.live_replicas(key))
             for t in inflight:
                 if not t.future.done():
@@ -122,7 +131,7 @@ class Dispatcher:
                 self.on_replica_gone(key[0], key[1], rid)
 
     async def _serve(self, key: Key, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                     inflight: list[Task]) -> None:
+                     inflight: list[Task], stop: asyncio.Event) -> None:
         replies: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
 
         async def read_loop() -> None:
@@ -134,13 +143,16 @@ class Dispatcher:
                 await replies.put(None)
 
         reading = asyncio.create_task(read_loop())
+        stopping = asyncio.create_task(stop.wait())
         try:
             while True:
                 queue = self.queues.get(key) or self.queue(key, -1)
                 get = asyncio.ensure_future(queue.get_batch())
-                await asyncio.wait({get, reading}, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait({get, reading, stopping}, return_when=asyncio.FIRST_COMPLETED)
                 if not get.done():
                     get.cancel()
+                    if stopping.done():
+                        return  # drained: nothing in flight, the replica exits when we hang up
                     raise ConnectionError("replica connection closed")
                 batch = get.result()
                 inflight[:] = batch
@@ -155,6 +167,7 @@ class Dispatcher:
                 inflight.clear()
         finally:
             reading.cancel()
+            stopping.cancel()
 
     def _resolve(self, key: Key, batch: list[Task], reply: dict[str, Any], latency: float) -> None:
         self.metrics.batch_size.labels(*key).observe(len(batch))

@@ -53,8 +53,9 @@ async def serve(args: argparse.Namespace) -> None:
     state = ClusterState(home / "state.db")
     metrics = Metrics()
     rpc_port = [args.rpc_port]
-    supervisor = LocalSupervisor(state, home, rpc_port)
+    supervisor = LocalSupervisor(state, home, rpc_port, Path(args.env_root) if args.env_root else None)
     dispatcher = Dispatcher(metrics, on_replica_ready=supervisor.mark_ready, on_replica_gone=supervisor.mark_gone)
+    supervisor.set_drain(dispatcher.drain)
     rpc = await asyncio.start_server(dispatcher.handle_replica, "127.0.0.1", args.rpc_port)
     rpc_port[0] = rpc.sockets[0].getsockname()[1]
 
@@ -103,6 +104,7 @@ def main() -> int:
     p.add_argument("--admin-port", type=int, default=1338)
     p.add_argument("--rpc-port", type=int, default=7000)
     p.add_argument("--max-body", type=int, default=DEFAULT_MAX_BODY)
+    p.add_argument("--env-root", default=None, help="where pkgs_to_install environments are cached")
     asyncio.run(serve(p.parse_args()))
     return 0
 

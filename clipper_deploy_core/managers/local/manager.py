@@ -13,16 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from ...bundle import bundle_digest, read_manifest, verify_bundle
+from ...envs import default_home
 from ...exceptions import ClipperException
 from ...http_client import admin_post, request
 from ...naming import validate_name
 from ..base import ContainerManager
 
 START_TIMEOUT_S = 60.0
-
-
-def default_home() -> Path:
-    return Path(os.environ.get("CLIPPER_DEPLOY_HOME") or Path.home() / ".clipper-deploy")
 
 
 def _alive(pid: int) -> bool:
@@ -46,7 +43,8 @@ class LocalContainerManager(ContainerManager):
         self.cluster_name = validate_name(cluster_name, "cluster name")
         self.cluster_identifier = cluster_name
         self.ports = (clipper_query_port, clipper_management_port, clipper_rpc_port)
-        self.dir = Path(home or default_home()) / "clusters" / cluster_name
+        self.home = Path(home or default_home())
+        self.dir = self.home / "clusters" / cluster_name
         self.query_host, self.admin_host = query_host, admin_host
         self.max_request_bytes, self.admin_token = max_request_bytes, admin_token
         self.info: dict[str, Any] | None = None
@@ -74,7 +72,8 @@ class LocalContainerManager(ContainerManager):
         proc = subprocess.Popen(
             [sys.executable, "-m", "clipper_deploy_core.managers.local.cluster", "--name", self.cluster_name,
              "--home", str(self.dir), "--query-host", self.query_host, "--query-port", str(q), "--admin-host",
-             self.admin_host, "--admin-port", str(a), "--rpc-port", str(r), "--max-body", str(self.max_request_bytes)],
+             self.admin_host, "--admin-port", str(a), "--rpc-port", str(r), "--max-body", str(self.max_request_bytes),
+             "--env-root", str(self.home)],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, env=env, cwd=str(self.dir))
         log.close()
         deadline = time.monotonic() + START_TIMEOUT_S

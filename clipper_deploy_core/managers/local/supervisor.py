@@ -6,15 +6,18 @@ import asyncio
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ...envs import ensure_env
 from ...exceptions import ClipperException
 from ...frontend.state import ClusterState, Deployment
 
 READY_TIMEOUT_S = float(os.environ.get("CLIPPER_DEPLOY_READY_TIMEOUT", "300"))
 BACKOFF_START_S, BACKOFF_MAX_S, STABLE_S = 0.2, 10.0, 30.0
+DRAIN_TIMEOUT_S = float(os.environ.get("CLIPPER_DEPLOY_DRAIN_TIMEOUT", "30"))
 LOG_TAIL = 8000
 
 
@@ -47,11 +50,17 @@ def log_tail(path: Path) -> str:
 class LocalSupervisor:
     """Implements the admin API's ``ReplicaController`` with local processes."""
 
-    def __init__(self, state: ClusterState, home: Path, rpc_port_ref: list[int]) -> None:
+    def __init__(self, state: ClusterState, home: Path, rpc_port_ref: list[int], env_root: Path | None = None,
+                 drain: Callable[[str, str, int], None] | None = None) -> None:
         self.state, self.home, self._rpc_port = state, home, rpc_port_ref
+        self.env_root = env_root
+        self._drain = drain
         self.procs: dict[tuple[str, str], list[Replica]] = {}
         self._next_id: dict[tuple[str, str], int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+
+    def set_drain(self, drain: Callable[[str, str, int], None]) -> None:
+        self._drain = drain
 
     # --- ReplicaController ----------------------------------------------------------------------
     def expected(self, name: str, version: str) -> int:
@@ -66,11 +75,10 @@ class LocalSupervisor:
         return out
 
     async def deploy(self, d: Deployment) -> None:
-        if d.pkgs:
-            raise ClipperException("pkgs_to_install is not supported by LocalContainerManager yet: install the "
-                                   "packages into the cluster's environment and deploy without pkgs_to_install")
         if not (Path(d.bundle_dir) / "manifest.json").is_file():
             raise ClipperException(f"No bundle at {d.bundle_dir}")
+        if d.pkgs:  # built before the deployment is recorded, so a failed install leaves nothing behind
+            await asyncio.to_thread(ensure_env, d.pkgs, self.env_root)
         self.state.put_deployment(d)
         await self._scale(d, d.num_replicas, wait=True)
 
@@ -105,8 +113,8 @@ class LocalSupervisor:
     async def _scale(self, d: Deployment, n: int, wait: bool) -> None:
         key = (d.name, d.version)
         live = self.live(key)
-        for r in live[n:]:  # newest last: stop the surplus
-            await self._stop_replica(r)
+        for r in live[n:]:  # newest last: stop the surplus, letting each finish its batch in flight
+            await self._stop_replica(r, drain=True)
         new = [self._start(d) for _ in range(n - len(live))]
         if wait and new:
             await self._wait_ready(new)
@@ -134,8 +142,9 @@ class LocalSupervisor:
             with open(r.log, "ab") as log:
                 r.exited.clear()
                 r.started_at = time.monotonic()
+                python = await asyncio.to_thread(ensure_env, d.pkgs, self.env_root) if d.pkgs else sys.executable
                 r.proc = await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", "clipper_deploy_core.replica", env=env, stdin=asyncio.subprocess.DEVNULL,
+                    python, "-m", "clipper_deploy_core.replica", env=env, stdin=asyncio.subprocess.DEVNULL,
                     stdout=log, stderr=log, cwd=str(self.home))
             code = await r.proc.wait()
             r.exited.set()
@@ -188,8 +197,15 @@ class LocalSupervisor:
             if r.status != "failed":
                 await asyncio.sleep(0.05)
 
-    async def _stop_replica(self, r: Replica) -> None:
+    async def _stop_replica(self, r: Replica, drain: bool = False) -> None:
+        was_ready = r.status == "ready"
         r.status = "stopped"
+        if drain and was_ready and self._drain is not None and r.proc is not None:
+            self._drain(r.name, r.version, r.replica_id)
+            try:
+                await asyncio.wait_for(r.proc.wait(), DRAIN_TIMEOUT_S)
+            except asyncio.TimeoutError:
+                pass
         if r.proc and r.proc.returncode is None:
             r.proc.terminate()
             try:
