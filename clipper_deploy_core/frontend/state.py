@@ -75,10 +75,19 @@ class ClusterState:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(SCHEMA)
         self._lock = threading.RLock()
+        # The cluster process is the database's only writer, so reads can be served from memory and
+        # the whole cache dropped on any write: the query path then never touches SQLite.
+        self._reads: dict[tuple[str, tuple[Any, ...]], list[tuple[Any, ...]]] = {}
 
     def _q(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         with self._lock:
-            return self._db.execute(sql, args).fetchall()
+            if not sql.startswith("SELECT"):
+                self._reads.clear()
+                return self._db.execute(sql, args).fetchall()
+            key = (sql, args)
+            if key not in self._reads:
+                self._reads[key] = self._db.execute(sql, args).fetchall()
+            return self._reads[key]
 
     # --- apps -------------------------------------------------------------------------------
     def add_app(self, name: str, input_type: str, default_output: str, slo: int) -> None:
