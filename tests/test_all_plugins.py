@@ -33,3 +33,18 @@ def test_no_two_plugins_declare_the_same_model_type():
         for t in info.model_types:
             assert t not in owners, f"{t} is claimed by both {owners[t]} and {info.name}"
             owners[t] = info.name
+
+
+def test_torch_modules_go_to_pytorch_and_onnx_protos_to_onnx():
+    import pytest
+
+    torch = pytest.importorskip("torch")
+    onnx = pytest.importorskip("onnx")
+    from clipper_deploy_core.plugin import select_plugin
+
+    registry = get_registry()
+    if not {"pytorch", "onnx"} <= {i.name for i in registry.infos()}:
+        pytest.skip("needs both clipper-deploy-pytorch and clipper-deploy-onnx")
+    assert select_plugin(torch.nn.Linear(2, 2), registry) == "pytorch"
+    assert select_plugin(torch.jit.trace(torch.nn.Linear(2, 2), torch.zeros(1, 2)), registry) == "pytorch"
+    assert select_plugin(onnx.ModelProto(), registry) == "onnx"

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import platform
 import shutil
-import sys
-import sysconfig
 import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +17,7 @@ from ..inputs import canonical_input_type
 from ..naming import validate_name, validate_version
 from ..plugin import HOOK_API_VERSION, PluginRegistry, get_registry
 from .manifest import FUNC_NAME, MANIFEST_NAME, MODEL_DIR, Manifest, PluginRef, sha256_file
+from .pickling import dumps_by_value
 
 
 def hash_tree(root: Path) -> dict[str, str]:
@@ -31,27 +29,6 @@ def hash_tree(root: Path) -> dict[str, str]:
         if p.is_file() and p != root / MANIFEST_NAME:
             out[p.relative_to(root).as_posix()] = sha256_file(p)
     return out
-
-
-@contextlib.contextmanager
-def _pickle_local_module_by_value(func: Callable[..., Any]) -> Iterator[None]:
-    """Pickle the function's own module by value when it is user code rather than an installed package.
-
-    cloudpickle pickles functions of importable modules by reference, which fails in a replica that
-    lacks the user's script; ``__main__`` is already pickled by value.
-    """
-    module = sys.modules.get(getattr(func, "__module__", "") or "")
-    path = getattr(module, "__file__", None)
-    installed = [sysconfig.get_paths()[k] for k in ("purelib", "platlib", "stdlib", "platstdlib")]
-    local = (module is not None and path is not None and module.__name__ != "__main__"
-             and not any(str(Path(path).resolve()).startswith(str(Path(d).resolve())) for d in installed))
-    if local:
-        cloudpickle.register_pickle_by_value(module)
-    try:
-        yield
-    finally:
-        if local:
-            cloudpickle.unregister_pickle_by_value(module)
 
 
 def _check_pkgs(pkgs: Sequence[str] | None) -> list[str]:
@@ -97,8 +74,7 @@ def save_bundle(
         raise BundleError(f"bundle directory {root} is not empty")
     try:
         try:
-            with _pickle_local_module_by_value(func):
-                (root / FUNC_NAME).write_bytes(cloudpickle.dumps(func))
+            (root / FUNC_NAME).write_bytes(dumps_by_value(func))
         except Exception as e:
             raise ClipperException(
                 f"The predict function {getattr(func, '__qualname__', func)!r} cannot be pickled with cloudpickle: "
