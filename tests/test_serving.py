@@ -6,6 +6,7 @@ import signal
 import threading
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -270,9 +271,12 @@ def test_cluster_restart_restores_apps_models_and_replicas(tmp_path):
                    what="the app to answer after restart")
         assert c2.get_num_replicas("phoenix-app") == 1
         c = c2
+        pids = [c.cm.info["pid"]] + [r["pid"] for r in c.get_all_model_replicas(verbose=True)]
     finally:
         c.stop_all()
     assert not (tmp_path / "clusters" / "phoenix").exists()
+    for pid in pids:  # stop_all leaves no process behind
+        assert not Path(f"/proc/{pid}").exists() or Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
 
 
 def test_pkgs_to_install_runs_the_replica_in_a_cached_venv(tmp_path, monkeypatch):
