@@ -141,3 +141,13 @@ def test_fresh_process_round_trip_of_exported_model(tmp_path):
         want = model(torch.tensor(xs, dtype=torch.float32)).numpy()
     got = [json.loads(o) for o in run_check(bundle, "doubles", xs)]
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_clipper_signature_with_onnxruntime_backend():
+    import inspect
+
+    sig = ", ".join(p.name if p.default is inspect.Parameter.empty else f"{p.name}={p.default!r}"
+                    for p in inspect.signature(deploy_pytorch_model).parameters.values())
+    assert sig == ("clipper_conn, name, version, input_type, inputs, func, pytorch_model, base_image='default', "
+                   "labels=None, registry=None, num_replicas=1, batch_size=-1, onnx_backend='onnxruntime', "
+                   "pkgs_to_install=None")
