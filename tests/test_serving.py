@@ -152,7 +152,7 @@ def test_model_errors_and_slo_misses_are_told_apart(conn):
         return ["late" for _ in xs]
 
     def wrong_count(xs):
-        return ["only one"]
+        return ["one too many"] * (len(xs) + 1)
 
     create_endpoint(conn, "raises", "doubles", boom)
     create_endpoint(conn, "sleepy", "doubles", slow, slo_micros=100000)
@@ -161,8 +161,8 @@ def test_model_errors_and_slo_misses_are_told_apart(conn):
     assert body["default"] is True and "ValueError: weights are corrupt" in body["default_explanation"]
     body = post(conn, "/sleepy/predict", {"input": [2.0]})[1]
     assert body["default"] is True and "latency SLO" in body["default_explanation"]
-    body = post(conn, "/miscount/predict", {"input_batch": [[1.0], [2.0]]})[1]["batch_predictions"][0]
-    assert body["default"] is True and "Expected model to return 2 outputs, found 1" in body["default_explanation"]
+    body = post(conn, "/miscount/predict", {"input": [1.0]})[1]
+    assert body["default"] is True and "Expected model to return 1 outputs, found 2" in body["default_explanation"]
 
 
 def test_fixed_batch_size_model_sees_batches_of_nine(conn):

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import wire
+from .batching import FixedCap, policy_for
 from .metrics import Metrics
 
-DEFAULT_MAX_BATCH = 64  # the cap for batch_size=-1 until the adaptive policy replaces it
 Key = tuple[str, str]
 
 
@@ -35,6 +35,7 @@ class Outcome:
 class Task:
     input: Any
     deadline: float
+    slo: float  # seconds; the batch policy's budget comes from it
     future: asyncio.Future[Outcome] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
@@ -48,7 +49,8 @@ class ModelQueue:
         self.tasks.append(task)
         self._nonempty.set()
 
-    async def get_batch(self) -> list[Task]:
+    async def get_batch(self, cap: int) -> list[Task]:
+        """Up to ``cap`` queued inputs, as soon as there is at least one: a batch never waits to fill."""
         while True:
             await self._nonempty.wait()
             now = time.monotonic()
@@ -58,7 +60,6 @@ class ModelQueue:
             if not self.tasks:
                 self._nonempty.clear()
                 continue
-            cap = self.batch_size if self.batch_size > 0 else DEFAULT_MAX_BATCH
             batch: list[Task] = []
             while self.tasks and len(batch) < cap:
                 t = self.tasks.popleft()
@@ -114,7 +115,7 @@ class Dispatcher:
         inflight: list[Task] = []
         stop = self._drain[(key, rid)] = asyncio.Event()
         try:
-            await self._serve(key, reader, writer, inflight, stop)
+            await self._serve(key, rid, reader, writer, inflight, stop)
         except (asyncio.IncompleteReadError, ConnectionError, OSError):
             pass
         finally:
@@ -130,7 +131,7 @@ class Dispatcher:
             if self.on_replica_gone:
                 self.on_replica_gone(key[0], key[1], rid)
 
-    async def _serve(self, key: Key, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+    async def _serve(self, key: Key, rid: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                      inflight: list[Task], stop: asyncio.Event) -> None:
         replies: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
 
@@ -144,10 +145,15 @@ class Dispatcher:
 
         reading = asyncio.create_task(read_loop())
         stopping = asyncio.create_task(stop.wait())
+        queue = self.queues.get(key) or self.queue(key, -1)
+        policy = policy_for(queue.batch_size)
+        cap_gauge = self.metrics.batch_size_limit.labels(key[0], key[1], str(rid))
         try:
             while True:
-                queue = self.queues.get(key) or self.queue(key, -1)
-                get = asyncio.ensure_future(queue.get_batch())
+                if queue.batch_size != (policy.cap if isinstance(policy, FixedCap) else -1):
+                    policy = policy_for(queue.batch_size)  # the version was re-registered with another batch_size
+                cap_gauge.set(policy.cap)
+                get = asyncio.ensure_future(queue.get_batch(policy.cap))
                 await asyncio.wait({get, reading, stopping}, return_when=asyncio.FIRST_COMPLETED)
                 if not get.done():
                     get.cancel()
@@ -163,11 +169,14 @@ class Dispatcher:
                 reply = await replies.get()
                 if reply is None:
                     raise ConnectionError("replica connection closed")
-                self._resolve(key, batch, reply, time.monotonic() - started)
+                latency = time.monotonic() - started
+                policy.observe(len(batch), latency, min(t.slo for t in batch))
+                self._resolve(key, batch, reply, latency)
                 inflight.clear()
         finally:
             reading.cancel()
             stopping.cancel()
+            self.metrics.batch_size_limit.remove(key[0], key[1], str(rid))
 
     def _resolve(self, key: Key, batch: list[Task], reply: dict[str, Any], latency: float) -> None:
         self.metrics.batch_size.labels(*key).observe(len(batch))

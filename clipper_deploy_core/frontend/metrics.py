@@ -27,6 +27,8 @@ class Metrics:
                                        ["model", "version"], buckets=LATENCY_BUCKETS, registry=r)
         self.batch_size = Histogram("clipper_model_batch_size", "Inputs per batch", ["model", "version"],
                                     buckets=BATCH_BUCKETS, registry=r)
+        self.batch_size_limit = Gauge("clipper_model_batch_size_limit", "Current batch-size cap (AIMD or fixed)",
+                                      ["model", "version", "replica"], registry=r)
         self.live_replicas = Gauge("clipper_model_live_replicas", "Connected replicas", ["model", "version"],
                                    registry=r)
 

@@ -104,9 +104,10 @@ class QueryAPI:
         if self.dispatcher.live_replicas(key) == 0 and self.expected_replicas(*key) == 0:
             return [Outcome(reason="no_replica", explanation=f"{NO_MODEL}: model {model.name}:{model.version} has "
                                                               f"no live replica")] * len(inputs)
-        deadline = time.monotonic() + app.latency_slo_micros / 1e6
+        slo = app.latency_slo_micros / 1e6
+        deadline = time.monotonic() + slo
         queue = self.dispatcher.queue(key, model.batch_size)
-        tasks = [Task(x, deadline) for x in inputs]
+        tasks = [Task(x, deadline, slo) for x in inputs]
         for t in tasks:
             queue.put(t)
         self.metrics.model_requests.labels(*key).inc(len(tasks))
