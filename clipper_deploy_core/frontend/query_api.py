@@ -21,6 +21,14 @@ SLO_MISSED = "Failed to retrieve a prediction response within the specified late
 SCHEMA_HINT = 'Expected JSON schema: {"input": <input>} or {"input_batch": [<input>, ...]}, optional "version"'
 
 
+class QueryRejected(Exception):
+    """A query that cannot be routed (for instance an unknown version)."""
+
+    def __init__(self, cause: str, unknown_version: bool = False) -> None:
+        super().__init__(cause)
+        self.cause, self.unknown_version = cause, unknown_version
+
+
 def json_error(status: int, error: str, cause: str) -> web.Response:
     return web.json_response({"error": error, "cause": cause}, status=status)
 
@@ -73,37 +81,44 @@ class QueryAPI:
         self.metrics.requests.labels(app_name).inc()
         self.metrics.predictions.labels(app_name).inc(len(inputs))
         version = body.get("version")
-        outcomes = await self._run(app, wire_inputs, None if version is None else str(version))
-        if isinstance(outcomes, web.Response):
-            return outcomes
+        try:
+            _, outcomes = await self.run(app, wire_inputs, None if version is None else str(version))
+        except QueryRejected as e:
+            return json_error(400, "Query processing error", e.cause)
         replies = [self._reply(app, o) for o in outcomes]
         self.metrics.app_latency.labels(app_name).observe(time.monotonic() - started)
         if len(replies) == 1:
             return web.json_response(replies[0])
         return web.json_response({"batch_predictions": replies})
 
-    async def _run(self, app: Any, inputs: list[Any], version: str | None) -> list[Outcome] | web.Response:
+    def resolve(self, app: Any, version: str | None) -> tuple[str, Any]:
+        """The model version serving ``app`` (``version`` or the current one): ``(version, Model | None)``."""
         linked = self.state.linked_models(app.name)
         if not linked:
             if version is not None:
-                return json_error(400, "Query processing error", f"No model is linked to application '{app.name}'")
-            return [Outcome(reason="no_model", explanation=f"{NO_MODEL}: no model is linked to app '{app.name}'")] \
-                * len(inputs)
+                raise QueryRejected(f"No model is linked to application '{app.name}'", unknown_version=True)
+            return "", None
         model_name = linked[0]
         if version is None:
             model = self.state.current_model(model_name)
-        else:
-            model = self.state.get_model(model_name, version)
-            if model is None:
-                return json_error(400, "Query processing error",
-                                  f"Requested version: {version} does not exist for model: {model_name}")
+            return (model.version if model else ""), model
+        model = self.state.get_model(model_name, version)
         if model is None:
-            return [Outcome(reason="no_model", explanation=f"{NO_MODEL}: model '{model_name}' has no version")] \
-                * len(inputs)
+            raise QueryRejected(f"Requested version: {version} does not exist for model: {model_name}",
+                                unknown_version=True)
+        return version, model
+
+    async def run(self, app: Any, inputs: list[Any], version: str | None) -> tuple[str, list[Outcome]]:
+        """Queue ``inputs`` (wire form) for the app's model and wait for them, at most the app's SLO."""
+        served, model = self.resolve(app, version)
+        if model is None:
+            what = ("no model is linked to app" if not self.state.linked_models(app.name)
+                    else "no version of the model for")
+            return served, [Outcome(reason="no_model", explanation=f"{NO_MODEL}: {what} '{app.name}'")] * len(inputs)
         key = (model.name, model.version)
         if self.dispatcher.live_replicas(key) == 0 and self.expected_replicas(*key) == 0:
-            return [Outcome(reason="no_replica", explanation=f"{NO_MODEL}: model {model.name}:{model.version} has "
-                                                              f"no live replica")] * len(inputs)
+            return served, [Outcome(reason="no_replica", explanation=f"{NO_MODEL}: model {model.name}:{model.version} "
+                                                                     f"has no live replica")] * len(inputs)
         slo = app.latency_slo_micros / 1e6
         deadline = time.monotonic() + slo
         queue = self.dispatcher.queue(key, model.batch_size)
@@ -112,13 +127,16 @@ class QueryAPI:
             queue.put(t)
         self.metrics.model_requests.labels(*key).inc(len(tasks))
         await asyncio.wait([t.future for t in tasks], timeout=max(0.0, deadline - time.monotonic()))
-        return [t.future.result() if t.future.done() else Outcome(reason="slo", explanation=SLO_MISSED)
-                for t in tasks]
+        return served, [t.future.result() if t.future.done() else Outcome(reason="slo", explanation=SLO_MISSED)
+                        for t in tasks]
+
+    def count_default(self, app: Any, outcome: Outcome) -> None:
+        self.metrics.defaults.labels(app.name, outcome.reason or "unknown").inc()
 
     def _reply(self, app: Any, outcome: Outcome) -> dict[str, Any]:
         qid = next(self._qids)
         if outcome.output is not None:
             return {"query_id": qid, "output": parse_output(outcome.output), "default": False}
-        self.metrics.defaults.labels(app.name, outcome.reason or "unknown").inc()
+        self.count_default(app, outcome)
         return {"query_id": qid, "output": parse_output(app.default_output), "default": True,
                 "default_explanation": outcome.explanation}

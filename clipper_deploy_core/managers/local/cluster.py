@@ -22,6 +22,7 @@ from ...frontend.dispatch import Dispatcher
 from ...frontend.metrics import Metrics
 from ...frontend.query_api import QueryAPI
 from ...frontend.state import ClusterState
+from ...frontend.v2_api import V2API
 from .supervisor import LocalSupervisor
 
 DEFAULT_MAX_BODY = 16 * 1024 * 1024
@@ -60,7 +61,9 @@ async def serve(args: argparse.Namespace) -> None:
     rpc_port[0] = rpc.sockets[0].getsockname()[1]
 
     query_app = web.Application(client_max_size=args.max_body, middlewares=[json_errors(args.max_body)])
-    query_app.add_routes(QueryAPI(state, dispatcher, metrics, supervisor.expected).routes())
+    query_api = QueryAPI(state, dispatcher, metrics, supervisor.expected)
+    query_app.add_routes(V2API(query_api).routes())  # before /{app}/predict, whose pattern would match /v2/...
+    query_app.add_routes(query_api.routes())
     admin_app = web.Application(client_max_size=args.max_body)
     admin_app.add_routes(AdminAPI(state, supervisor, os.environ.get("CLIPPER_ADMIN_TOKEN")).routes())
     runners = []
