@@ -47,8 +47,17 @@ def test_name_from_function():
 
 
 def test_integer_literal_is_accepted_for_doubles_and_floats():
-    assert validate_input("doubles", [1, 2.5]) == [1, 2.5]
-    assert validate_input("floats", [1]) == [1]
+    doubles = validate_input("doubles", [1, 2.5])
+    assert doubles.dtype == np.float64 and doubles.tolist() == [1.0, 2.5]
+    floats = validate_input("floats", [1])
+    assert floats.dtype == np.float32 and floats.tolist() == [1.0]
+    ints = validate_input("integers", [-(2**31), 2**31 - 1])
+    assert ints.dtype == np.int32 and ints.tolist() == [-(2**31), 2**31 - 1]
+
+
+def test_huge_integers_are_named():
+    with pytest.raises(InputError, match=r"input\[1\] = 1000000000000000000000000 is not a 32-bit integer"):
+        validate_input("integers", [1, 10**24])
 
 
 @pytest.mark.parametrize("itype,x,msg", [

@@ -102,7 +102,7 @@ class Dispatcher:
 
     async def handle_replica(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            hello = await wire.read_frame(reader)
+            hello, _ = await wire.read_frame(reader)
         except (asyncio.IncompleteReadError, ConnectionError, ValueError):
             writer.close()
             return
@@ -139,7 +139,7 @@ class Dispatcher:
             # Reads all the time, so a replica that dies while idle is noticed at once.
             try:
                 while True:
-                    await replies.put(await wire.read_frame(reader))
+                    await replies.put((await wire.read_frame(reader))[0])
             except (asyncio.IncompleteReadError, ConnectionError, OSError, ValueError):
                 await replies.put(None)
 
@@ -164,7 +164,7 @@ class Dispatcher:
                 inflight[:] = batch
                 msg_id = next(self._ids)
                 started = time.monotonic()
-                writer.write(wire.encode({"type": "batch", "id": msg_id, "inputs": [t.input for t in batch]}))
+                writer.write(wire.encode_batch(msg_id, [t.input for t in batch]))
                 await writer.drain()
                 reply = await replies.get()
                 if reply is None:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import time
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from ..inputs import InputError, validate_input
@@ -29,14 +29,18 @@ class QueryRejected(Exception):
         self.cause, self.unknown_version = cause, unknown_version
 
 
+def json_response(obj: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(obj), status=status, content_type="application/json")
+
+
 def json_error(status: int, error: str, cause: str) -> web.Response:
-    return web.json_response({"error": error, "cause": cause}, status=status)
+    return json_response({"error": error, "cause": cause}, status=status)
 
 
 def parse_output(text: str) -> Any:
     """Clipper returns the model's string parsed as JSON when it is valid JSON."""
     try:
-        return json.loads(text)
+        return orjson.loads(text)
     except (ValueError, TypeError):
         return text
 
@@ -62,7 +66,7 @@ class QueryAPI:
         if app is None:
             return json_error(404, "Unknown application", f"No application named '{app_name}' is registered")
         try:
-            body = json.loads(await request.read())
+            body = orjson.loads(await request.read())
         except (ValueError, UnicodeDecodeError) as e:
             return json_error(400, "Json error", f"Error parsing JSON: {e}. {SCHEMA_HINT}")
         if not isinstance(body, dict) or ("input" in body) == ("input_batch" in body):
@@ -88,8 +92,8 @@ class QueryAPI:
         replies = [self._reply(app, o) for o in outcomes]
         self.metrics.app_latency.labels(app_name).observe(time.monotonic() - started)
         if len(replies) == 1:
-            return web.json_response(replies[0])
-        return web.json_response({"batch_predictions": replies})
+            return json_response(replies[0])
+        return json_response({"batch_predictions": replies})
 
     def resolve(self, app: Any, version: str | None) -> tuple[str, Any]:
         """The model version serving ``app`` (``version`` or the current one): ``(version, Model | None)``."""

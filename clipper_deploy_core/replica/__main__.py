@@ -15,7 +15,7 @@ import traceback
 from typing import Any
 
 from .. import wire
-from ..inputs import to_batch, validate_input
+from ..inputs import validate_input
 
 LOAD_FAILED = 3
 
@@ -32,15 +32,16 @@ def serve(loaded: Any, sock: socket.socket) -> None:
     input_type = loaded.manifest.input_type
     while True:
         try:
-            msg = wire.recv_frame(sock)
+            msg, payload = wire.recv_frame(sock)
         except (ConnectionError, OSError):
             return
         if msg.get("type") != "batch":
             continue
-        inputs = msg["inputs"]
         try:
-            values = [validate_input(input_type, x) for x in inputs] if input_type == "bytes" else inputs
-            outputs = loaded.predict_batch(to_batch(input_type, values), len(values))
+            batch, n = wire.decode_batch(msg, payload)
+            if input_type == "bytes":  # base64 on the wire
+                batch = [validate_input(input_type, x) for x in batch]
+            outputs = loaded.predict_batch(batch, n)
             reply: dict[str, Any] = {"type": "result", "id": msg["id"], "outputs": outputs}
         except Exception as e:  # noqa: BLE001 - a model error is reported per batch, never fatal
             kind = "contract" if type(e).__name__ == "PredictContractError" else "error"

@@ -108,7 +108,13 @@ def main() -> int:
     p.add_argument("--rpc-port", type=int, default=7000)
     p.add_argument("--max-body", type=int, default=DEFAULT_MAX_BODY)
     p.add_argument("--env-root", default=None, help="where pkgs_to_install environments are cached")
-    asyncio.run(serve(p.parse_args()))
+    args = p.parse_args()
+    try:
+        import uvloop
+    except ImportError:  # uvloop is not built for every platform; the standard loop works, only slower
+        asyncio.run(serve(args))
+    else:
+        uvloop.run(serve(args))
     return 0
 
 
