@@ -337,22 +337,14 @@ def test_set_num_replicas_scales_live_without_dropping_queries(conn):
 
 
 def test_mutating_admin_requests_from_other_addresses_need_the_token():
-    """A mock request stands in for a remote peer: every test host address here is loopback."""
+    """Requests built by hand stand in for remote peers: every address a test can reach here is loopback."""
     import asyncio
 
-    from aiohttp.test_utils import make_mocked_request
-
     from clipper_deploy_core.frontend.admin_api import TOKEN_HEADER, AdminAPI
-
-    class Transport:
-        def __init__(self, ip):
-            self.ip = ip
-
-        def get_extra_info(self, name, default=None):
-            return (self.ip, 50000) if name == "peername" else default
+    from clipper_deploy_core.frontend.http import Request
 
     def remote(ip, headers=None):
-        return make_mocked_request("POST", "/admin/add_app", headers=headers or {}, transport=Transport(ip))
+        return Request("POST", "/admin/add_app", {k.lower(): v for k, v in (headers or {}).items()}, ip, b"{}")
 
     open_api, locked_api = AdminAPI(None, None, token=None), AdminAPI(None, None, token="s3cret")
     assert open_api._authorized(remote("127.0.0.1")) and open_api._authorized(remote("::1"))
@@ -361,4 +353,4 @@ def test_mutating_admin_requests_from_other_addresses_need_the_token():
     assert locked_api._authorized(remote("192.0.2.10", {TOKEN_HEADER: "s3cret"}))
     endpoint = locked_api._wrap(locked_api._add_app, mutating=True)
     resp = asyncio.run(endpoint(remote("192.0.2.10")))
-    assert resp.status == 403 and TOKEN_HEADER in resp.text
+    assert resp.status == 403 and TOKEN_HEADER in resp.body.decode()

@@ -13,9 +13,8 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from aiohttp import web
-
 from ..exceptions import ClipperException
+from .http import Request, Response, json_response, text_response
 from .state import ClusterState, Deployment
 
 TOKEN_HEADER = "X-Clipper-Admin-Token"
@@ -31,67 +30,68 @@ class ReplicaController(Protocol):
     def replicas(self) -> list[dict[str, Any]]: ...
 
 
-Handler = Callable[[dict[str, Any]], Awaitable[Any]]
+BodyHandler = Callable[[dict[str, Any]], Awaitable[Any]]
+Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 class AdminAPI:
     def __init__(self, state: ClusterState, controller: ReplicaController, token: str | None = None) -> None:
         self.state, self.controller, self.token = state, controller, token
 
-    def routes(self) -> list[web.RouteDef]:
-        mutations: dict[str, Handler] = {
+    def routes(self) -> list[tuple[str, str, Endpoint]]:
+        mutations: dict[str, BodyHandler] = {
             "add_app": self._add_app, "delete_app": self._delete_app,
             "add_model_links": self._add_links, "delete_model_links": self._delete_links,
             "add_model": self._add_model, "delete_versioned_model": self._delete_model,
             "set_model_version": self._set_version,
             "deploy_replicas": self._deploy_replicas, "set_num_replicas": self._set_num_replicas,
         }
-        getters: dict[str, Handler] = {
+        getters: dict[str, BodyHandler] = {
             "get_all_applications": self._get_apps, "get_application": self._get_app,
             "get_linked_models": self._get_links, "get_all_models": self._get_models, "get_model": self._get_model,
             "get_all_containers": self._get_containers, "get_container": self._get_container,
             "get_state": self._get_state, "get_deployment": self._get_deployment,
         }
-        routes = [web.get("/admin/ping", self._ping)]
-        routes += [web.post(f"/admin/{n}", self._wrap(h, mutating=True)) for n, h in mutations.items()]
-        routes += [web.post(f"/admin/{n}", self._wrap(h, mutating=False)) for n, h in getters.items()]
+        routes: list[tuple[str, str, Endpoint]] = [("GET", "/admin/ping", self._ping)]
+        routes += [("POST", f"/admin/{n}", self._wrap(h, mutating=True)) for n, h in mutations.items()]
+        routes += [("POST", f"/admin/{n}", self._wrap(h, mutating=False)) for n, h in getters.items()]
         return routes
 
-    async def _ping(self, request: web.Request) -> web.Response:
-        return web.Response(text="PONG")
+    async def _ping(self, request: Request) -> Response:
+        return text_response("PONG")
 
-    def _authorized(self, request: web.Request) -> bool:
-        peer = request.remote or ""
+    def _authorized(self, request: Request) -> bool:
+        peer = request.client
         try:
             if ipaddress.ip_address(peer).is_loopback:
                 return True
         except ValueError:
             if peer == "":
                 return True  # a unix socket
-        given = request.headers.get(TOKEN_HEADER, "")
+        given = request.headers.get(TOKEN_HEADER.lower(), "")
         return bool(self.token) and hmac.compare_digest(given, self.token or "")
 
-    def _wrap(self, handler: Handler, mutating: bool) -> Callable[[web.Request], Awaitable[web.Response]]:
-        async def endpoint(request: web.Request) -> web.Response:
+    def _wrap(self, handler: BodyHandler, mutating: bool) -> Endpoint:
+        async def endpoint(request: Request) -> Response:
             if mutating and not self._authorized(request):
-                return web.Response(status=403, text=f"Mutating admin requests from {request.remote} need the "
+                return text_response(status=403, text=f"Mutating admin requests from {request.client} need the "
                                                       f"cluster's admin token in the {TOKEN_HEADER} header")
             try:
-                body = json.loads(await request.read() or b"{}")
+                body = json.loads(request.body or b"{}")
                 if not isinstance(body, dict):
                     raise ValueError("the body must be a JSON object")
             except ValueError as e:
-                return web.Response(status=400, text=f"Error parsing JSON: {e}. Expected JSON schema: a JSON object")
+                return text_response(status=400, text=f"Error parsing JSON: {e}. Expected JSON schema: a JSON object")
             try:
                 result = await handler(body)
             except KeyError as e:
-                return web.Response(status=400, text=f"Missing required field {e}. Expected JSON schema: see the "
+                return text_response(status=400, text=f"Missing required field {e}. Expected JSON schema: see the "
                                                      f"Clipper management API")
             except (ClipperException, TypeError, ValueError) as e:
-                return web.Response(status=400, text=str(e))
+                return text_response(status=400, text=str(e))
             if isinstance(result, str):
-                return web.Response(text=result)
-            return web.json_response(result)
+                return text_response(result)
+            return json_response(result)
         return endpoint
 
     # --- applications -------------------------------------------------------------------------

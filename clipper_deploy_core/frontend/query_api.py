@@ -9,10 +9,10 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
-from aiohttp import web
 
 from ..inputs import InputError, validate_input
 from .dispatch import Dispatcher, Outcome, Task
+from .http import Handler, Request, Response, json_response
 from .metrics import Metrics
 from .state import ClusterState
 
@@ -29,11 +29,7 @@ class QueryRejected(Exception):
         self.cause, self.unknown_version = cause, unknown_version
 
 
-def json_response(obj: Any, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(obj), status=status, content_type="application/json")
-
-
-def json_error(status: int, error: str, cause: str) -> web.Response:
+def json_error(status: int, error: str, cause: str) -> Response:
     return json_response({"error": error, "cause": cause}, status=status)
 
 
@@ -52,21 +48,20 @@ class QueryAPI:
         self.expected_replicas = expected_replicas
         self._qids = itertools.count()
 
-    def routes(self) -> list[web.RouteDef]:
-        return [web.get("/metrics", self.metrics_handler), web.post(r"/{app}/predict", self.predict),
-                web.post(r"/{app}/predict/", self.predict)]
+    def routes(self) -> list[tuple[str, str, Handler]]:
+        return [("GET", "/metrics", self.metrics_handler), ("POST", r"/(?P<app>[^/]+)/predict/?", self.predict)]
 
-    async def metrics_handler(self, request: web.Request) -> web.Response:
-        return web.Response(body=self.metrics.render(), content_type="text/plain", charset="utf-8")
+    async def metrics_handler(self, request: Request) -> Response:
+        return Response(200, self.metrics.render(), "text/plain; version=0.0.4; charset=utf-8")
 
-    async def predict(self, request: web.Request) -> web.Response:
+    async def predict(self, request: Request) -> Response:
         started = time.monotonic()
-        app_name = request.match_info["app"]
+        app_name = request.params["app"]
         app = self.state.get_app(app_name)
         if app is None:
             return json_error(404, "Unknown application", f"No application named '{app_name}' is registered")
         try:
-            body = orjson.loads(await request.read())
+            body = orjson.loads(request.body)
         except (ValueError, UnicodeDecodeError) as e:
             return json_error(400, "Json error", f"Error parsing JSON: {e}. {SCHEMA_HINT}")
         if not isinstance(body, dict) or ("input" in body) == ("input_batch" in body):

@@ -16,9 +16,9 @@ import struct
 from typing import Any
 
 import numpy as np
-from aiohttp import web
 
 from ..inputs import InputError, validate_input
+from .http import Handler, Request, Response, json_response
 from .query_api import QueryAPI, QueryRejected
 
 HEADER = "Inference-Header-Content-Length"
@@ -37,8 +37,8 @@ class V2Error(Exception):
         self.status, self.message = status, message
 
 
-def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
+def _error(status: int, message: str) -> Response:
+    return json_response({"error": message}, status)
 
 
 def _bytes_elements(buf: bytes) -> list[bytes]:
@@ -65,28 +65,28 @@ class V2API:
         self.query = query
         self.state = query.state
 
-    def routes(self) -> list[web.RouteDef]:
-        m = r"/v2/models/{name}"
-        v = r"/v2/models/{name}/versions/{version}"
-        return [web.get("/v2", self.server_metadata), web.get("/v2/health/live", self.live),
-                web.get("/v2/health/ready", self.ready), web.get(m, self.metadata), web.get(v, self.metadata),
-                web.get(m + "/ready", self.model_ready), web.get(v + "/ready", self.model_ready),
-                web.post(m + "/infer", self.infer), web.post(v + "/infer", self.infer)]
+    def routes(self) -> list[tuple[str, str, Handler]]:
+        m = r"/v2/models/(?P<name>[^/]+)"
+        v = m + r"/versions/(?P<version>[^/]+)"
+        return [("GET", "/v2", self.server_metadata), ("GET", "/v2/health/live", self.live),
+                ("GET", "/v2/health/ready", self.ready), ("GET", m, self.metadata), ("GET", v, self.metadata),
+                ("GET", m + "/ready", self.model_ready), ("GET", v + "/ready", self.model_ready),
+                ("POST", m + "/infer", self.infer), ("POST", v + "/infer", self.infer)]
 
-    async def server_metadata(self, request: web.Request) -> web.Response:
+    async def server_metadata(self, request: Request) -> Response:
         from importlib.metadata import version
 
-        return web.json_response({"name": "clipper-deploy", "version": version("clipper-deploy-core"),
+        return json_response({"name": "clipper-deploy", "version": version("clipper-deploy-core"),
                                   "extensions": ["binary_tensor_data"]})
 
-    async def live(self, request: web.Request) -> web.Response:
-        return web.json_response({"live": True})
+    async def live(self, request: Request) -> Response:
+        return json_response({"live": True})
 
-    async def ready(self, request: web.Request) -> web.Response:
-        return web.json_response({"ready": True})
+    async def ready(self, request: Request) -> Response:
+        return json_response({"ready": True})
 
-    def _target(self, request: web.Request) -> tuple[Any, str, Any]:
-        name, version = request.match_info["name"], request.match_info.get("version")
+    def _target(self, request: Request) -> tuple[Any, str, Any]:
+        name, version = request.params["name"], request.params.get("version")
         app = self.state.get_app(name)
         if app is None:
             raise V2Error(404, f"Unknown model '{name}': no application with that name")
@@ -96,20 +96,20 @@ class V2API:
             raise V2Error(404, e.cause) from None
         return app, served, model
 
-    async def metadata(self, request: web.Request) -> web.Response:
+    async def metadata(self, request: Request) -> Response:
         try:
             app, _, _ = self._target(request)
         except V2Error as e:
             return _error(e.status, e.message)
         linked = self.state.linked_models(app.name)
         versions = [m.version for m in self.state.models(linked[0])] if linked else []
-        return web.json_response({
+        return json_response({
             "name": app.name, "versions": versions, "platform": "clipper-deploy",
             "inputs": [{"name": "input", "datatype": ADVERTISED[app.input_type],
                         "shape": [-1] if app.input_type in ("strings", "bytes") else [-1, -1]}],
             "outputs": [{"name": "output", "datatype": "BYTES", "shape": [-1]}]})
 
-    async def model_ready(self, request: web.Request) -> web.Response:
+    async def model_ready(self, request: Request) -> Response:
         try:
             app, served, model = self._target(request)
         except V2Error as e:
@@ -117,15 +117,14 @@ class V2API:
         live = model is not None and self.query.dispatcher.live_replicas((model.name, model.version)) > 0
         if not live:
             return _error(400, f"Model '{app.name}' is not ready: no live replica serves it")
-        return web.json_response({"name": app.name, "version": served, "ready": True})
+        return json_response({"name": app.name, "version": served, "ready": True})
 
-    async def infer(self, request: web.Request) -> web.StreamResponse:
+    async def infer(self, request: Request) -> Response:
         try:
             app, served, _ = self._target(request)
-            body = await request.read()
-            header, binary = self._split(request, body)
+            header, binary = self._split(request, request.body)
             rows, binary_out = self._rows(app.input_type, header, binary)
-            version = request.match_info.get("version")
+            version = request.params.get("version")
             served, outcomes = await self.query.run(app, rows, version)
         except V2Error as e:
             return _error(e.status, e.message)
@@ -148,16 +147,15 @@ class V2API:
         out: dict[str, Any] = {"name": "output", "datatype": "BYTES", "shape": [len(strings)]}
         if not binary_out:
             reply["outputs"] = [{**out, "data": strings}]
-            return web.json_response(reply)
+            return json_response(reply)
         payload = b"".join(struct.pack("<I", len(b)) + b for b in (s.encode() for s in strings))
         reply["outputs"] = [{**out, "parameters": {"binary_data_size": len(payload)}}]
         head = json.dumps(reply).encode()
-        return web.Response(body=head + payload, content_type="application/octet-stream",
-                            headers={HEADER: str(len(head))})
+        return Response(200, head + payload, "application/octet-stream", {HEADER: str(len(head))})
 
     @staticmethod
-    def _split(request: web.Request, body: bytes) -> tuple[dict[str, Any], bytes]:
-        size = request.headers.get(HEADER)
+    def _split(request: Request, body: bytes) -> tuple[dict[str, Any], bytes]:
+        size = request.headers.get(HEADER.lower())
         try:
             n = int(size) if size is not None else len(body)
             if not 0 <= n <= len(body):

@@ -12,13 +12,11 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-
-from aiohttp import web
 
 from ...frontend.admin_api import AdminAPI
 from ...frontend.dispatch import Dispatcher
+from ...frontend.http import App, Response, bind, json_response, make_server, text_response
 from ...frontend.metrics import Metrics
 from ...frontend.query_api import QueryAPI
 from ...frontend.state import ClusterState
@@ -28,24 +26,15 @@ from .supervisor import LocalSupervisor
 DEFAULT_MAX_BODY = 16 * 1024 * 1024
 
 
-def json_errors(max_body: int) -> Callable[..., Awaitable[web.StreamResponse]]:
+def query_error(status: int, message: str) -> Response:
     """Every HTTP error on the query port is JSON with ``error`` and ``cause``."""
+    title = {404: "Not found", 405: "Method not allowed", 413: "Request too large"}.get(status, "Error")
+    hint = "" if status == 413 else ". Queries go to POST /<app>/predict or /v2/models/<app>/infer"
+    return json_response({"error": title, "cause": message + hint}, status)
 
-    @web.middleware
-    async def middleware(request: web.Request,
-                         handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except web.HTTPRequestEntityTooLarge:
-            return web.json_response({"error": "Request too large", "cause": f"The request body exceeds the limit "
-                                      f"of {max_body} bytes (set max_request_bytes to change it)"}, status=413)
-        except web.HTTPException as e:
-            if e.status < 400:
-                raise
-            return web.json_response({"error": e.reason, "cause": f"{request.method} {request.path}: {e.reason}. "
-                                      f"Queries go to POST /<app>/predict"}, status=e.status)
 
-    return middleware
+def admin_error(status: int, message: str) -> Response:
+    return text_response(message, status)
 
 
 async def serve(args: argparse.Namespace) -> None:
@@ -60,22 +49,23 @@ async def serve(args: argparse.Namespace) -> None:
     rpc = await asyncio.start_server(dispatcher.handle_replica, "127.0.0.1", args.rpc_port)
     rpc_port[0] = rpc.sockets[0].getsockname()[1]
 
-    query_app = web.Application(client_max_size=args.max_body, middlewares=[json_errors(args.max_body)])
     query_api = QueryAPI(state, dispatcher, metrics, supervisor.expected)
-    query_app.add_routes(V2API(query_api).routes())  # before /{app}/predict, whose pattern would match /v2/...
-    query_app.add_routes(query_api.routes())
-    admin_app = web.Application(client_max_size=args.max_body)
-    admin_app.add_routes(AdminAPI(state, supervisor, os.environ.get("CLIPPER_ADMIN_TOKEN")).routes())
-    runners = []
-    ports = {}
+    query_app = App(V2API(query_api).routes() + query_api.routes(), args.max_body, query_error)
+    admin_app = App(AdminAPI(state, supervisor, os.environ.get("CLIPPER_ADMIN_TOKEN")).routes(), args.max_body,
+                    admin_error)
+    servers, ports = [], {}
     for label, app, host, port in (("query", query_app, args.query_host, args.query_port),
                                    ("admin", admin_app, args.admin_host, args.admin_port)):
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, host, port)
-        await site.start()
-        runners.append(runner)
-        ports[label] = runner.addresses[0][1]
+        sock = bind(host, port)
+        ports[label] = sock.getsockname()[1]
+        server = make_server(app)
+        servers.append((server, asyncio.create_task(server.serve(sockets=[sock]))))
+    while not all(server.started for server, _ in servers):
+        if any(task.done() for _, task in servers):
+            for _, task in servers:
+                if task.done():
+                    task.result()  # re-raise why a server could not start
+        await asyncio.sleep(0.01)
 
     info = {"name": args.name, "pid": os.getpid(), "query": f"{args.query_host}:{ports['query']}",
             "admin": f"{args.admin_host}:{ports['admin']}", "rpc": f"127.0.0.1:{rpc_port[0]}"}
@@ -92,8 +82,9 @@ async def serve(args: argparse.Namespace) -> None:
     await stop.wait()
     await supervisor.shutdown()
     rpc.close()
-    for runner in runners:
-        await runner.cleanup()
+    for server, _ in servers:
+        server.should_exit = True
+    await asyncio.gather(*(task for _, task in servers), return_exceptions=True)
     (home / "cluster.json").unlink(missing_ok=True)
 
 
