@@ -65,9 +65,19 @@ def test_huge_integers_are_named():
     ("doubles", [True], "needs numbers"), ("integers", [1.5], "32-bit"), ("integers", [2**31], "32-bit"),
     ("strings", 5, "JSON string"), ("bytes", "!!notbase64", "base64"), ("bytes", [1], "base64 string"),
 ])
-def test_bad_inputs_name_the_problem(itype, x, msg):
+@pytest.mark.parametrize("may_hold_bools", [True, False])
+def test_bad_inputs_name_the_problem(itype, x, msg, may_hold_bools):
+    if x == [True]:
+        may_hold_bools = True  # the hint is a promise; [True] breaks it
     with pytest.raises(InputError, match=msg):
-        validate_input(itype, x)
+        validate_input(itype, x, may_hold_bools=may_hold_bools)
+
+
+@pytest.mark.parametrize("itype,x,dtype", [("doubles", [1, 2.5], "float64"), ("floats", [1.5], "float32"),
+                                           ("integers", [7, -3], "int32")])
+def test_fast_and_careful_paths_agree(itype, x, dtype):
+    fast, careful = validate_input(itype, x, may_hold_bools=False), validate_input(itype, x)
+    assert fast.dtype == careful.dtype == np.dtype(dtype) and fast.tolist() == careful.tolist()
 
 
 def test_batches_are_numpy_of_the_right_dtype_and_never_padded():

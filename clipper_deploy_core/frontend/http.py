@@ -127,5 +127,6 @@ def bind(host: str, port: int) -> socket.socket:
 
 def make_server(app: App) -> uvicorn.Server:
     config = uvicorn.Config(app, http="httptools", loop="none", lifespan="off", access_log=False,
-                            log_level="warning", server_header=False, date_header=False, backlog=2048)
+                            log_level="warning", server_header=False, date_header=False, backlog=2048,
+                            proxy_headers=False)
     return _Server(config)

@@ -21,6 +21,17 @@ SLO_MISSED = "Failed to retrieve a prediction response within the specified late
 SCHEMA_HINT = 'Expected JSON schema: {"input": <input>} or {"input_batch": [<input>, ...]}, optional "version"'
 
 
+def _loop_time(monotonic_deadline: float) -> float:
+    loop = asyncio.get_running_loop()
+    return loop.time() + (monotonic_deadline - time.monotonic())
+
+
+def _expire(tasks: list[Task]) -> None:
+    for t in tasks:
+        if not t.future.done():
+            t.future.set_result(Outcome(reason="slo", explanation=SLO_MISSED))
+
+
 class QueryRejected(Exception):
     """A query that cannot be routed (for instance an unknown version)."""
 
@@ -71,8 +82,9 @@ class QueryAPI:
         raw = body["input_batch"] if batch else [body["input"]]
         if batch and (not isinstance(raw, list) or not raw):
             return json_error(400, "Json error", f"input_batch must be a non-empty JSON array. {SCHEMA_HINT}")
+        bools = b"true" in request.body or b"false" in request.body  # else numpy checks types in one pass
         try:
-            inputs = [validate_input(app.input_type, x, f"input_batch[{i}]" if batch else "input")
+            inputs = [validate_input(app.input_type, x, f"input_batch[{i}]" if batch else "input", bools)
                       for i, x in enumerate(raw)]
         except InputError as e:
             return json_error(400, "Json error", f"{e}. {SCHEMA_HINT}")
@@ -125,9 +137,14 @@ class QueryAPI:
         for t in tasks:
             queue.put(t)
         self.metrics.model_requests.labels(*key).inc(len(tasks))
-        await asyncio.wait([t.future for t in tasks], timeout=max(0.0, deadline - time.monotonic()))
-        return served, [t.future.result() if t.future.done() else Outcome(reason="slo", explanation=SLO_MISSED)
-                        for t in tasks]
+        # One timer per request answers whatever is still pending at the deadline with the SLO default.
+        timer = asyncio.get_running_loop().call_at(_loop_time(deadline), _expire, tasks)
+        try:
+            if len(tasks) == 1:
+                return served, [await tasks[0].future]
+            return served, list(await asyncio.gather(*(t.future for t in tasks)))
+        finally:
+            timer.cancel()
 
     def count_default(self, app: Any, outcome: Outcome) -> None:
         self.metrics.defaults.labels(app.name, outcome.reason or "unknown").inc()
