@@ -1,16 +1,20 @@
 """Serving benchmark: echo and mlp through a local cluster, driven by wrk over 127.0.0.1.
 
-    python bench/run.py [--duration 10] [--workloads echo,mlp]
+    python bench/run.py [--duration 15] [--workloads echo,mlp] [--no-baseline]
 
-Prints requests/s, p50/p99 latency and non-2xx counts at concurrency 1 and 32, and for mlp the
-in-process limit (the model called directly on batches of 1, 8, 32, 128, and the per-request path
-of parse JSON -> tensor -> forward -> argmax -> str). Needs `wrk` (Debian package) and, for mlp, torch.
+Prints, at concurrency 1 and 32: requests/s, p50/p99 latency, non-2xx responses, socket errors and
+server CPU time per request; cold start (CLI start to first correct answer) and idle RSS; for mlp the
+in-process limit (forward on batches of 1, 8, 32, 128, and the per-request path of parse JSON ->
+tensor -> forward -> argmax -> str at batch 1 and 32); and the same wrk runs against a plain
+FastAPI + uvicorn app in one process, installed into its own venv by this script.
+Needs `wrk` (Debian package) and, for mlp, torch with clipper-deploy-pytorch.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -82,59 +86,172 @@ def in_process_limit(model, seconds: float = 2.0) -> dict[str, float]:
             while time.perf_counter() - start < seconds:
                 model(x)
                 n += b
-            out[f"forward batch {b} (inferences/s)"] = n / (time.perf_counter() - start)
-        body = json.dumps({"input": [0.5] * 784})
-        n, start = 0, time.perf_counter()
-        while time.perf_counter() - start < seconds:
-            x = torch.as_tensor([json.loads(body)["input"]], dtype=torch.float32)
-            str(int(model(x).argmax(dim=1)[0]))
-            n += 1
-        out["per-request path, batch 1 (req/s)"] = n / (time.perf_counter() - start)
+            out[f"forward only, batch {b} (inferences/s)"] = n / (time.perf_counter() - start)
+        import numpy as np
+        import orjson
+
+        bodies = [json.dumps({"input": [round(0.001 * (i + j), 3) for i in range(784)]}).encode() for j in range(32)]
+        for b in (1, 32):  # the fastest plain path: orjson, numpy, one tensor per batch
+            n, start = 0, time.perf_counter()
+            while time.perf_counter() - start < seconds:
+                x = torch.from_numpy(np.array([orjson.loads(body)["input"] for body in bodies[:b]],
+                                              dtype=np.float32))
+                [str(int(i)) for i in model(x).argmax(dim=1)]
+                n += b
+            out[f"per-request path, batch {b} (req/s)"] = n / (time.perf_counter() - start)
     return out
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks
+        except (OSError, IndexError):
+            pass
+    return total
+
+
+def rss_mib(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+    return total / 1024
+
+
+def cluster_pids(conn) -> list[int]:
+    return [conn.cm.info["pid"]] + [r["pid"] for r in conn.get_all_model_replicas(verbose=True) if r["pid"]]
+
+
+def measure(url: str, body: dict, duration: int, tmp: Path, pids: list[int]) -> list[tuple[int, dict]]:
+    rows = []
+    for c in (1, 32):
+        before = cpu_seconds(pids)
+        r = run_wrk(url, body, c, duration, tmp)
+        r["cpu_us_per_req"] = (cpu_seconds(pids) - before) / max(1.0, r["rps"] * duration) * 1e6
+        rows.append((c, r))
+    return rows
+
+
+def cold_start(workload: str, home: Path) -> float:
+    """Seconds from `clipper-deploy start` to the first correct answer of a freshly deployed model."""
+    env = {**os.environ, "CLIPPER_DEPLOY_HOME": str(home)}
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "clipper_deploy_core.cli", "start", "--cluster", "cold", "--query-port",
+                    "0", "--admin-port", "0", "--rpc-port", "0"], env=env, check=True, capture_output=True)
+    conn = ClipperConnection(LocalContainerManager("cold", home=home))
+    conn.connect()
+    try:
+        if workload == "echo":
+            create_endpoint(conn, "cold", "doubles", echo)
+            body, want = {"input": [float(i) for i in range(10)]}, 10
+        else:
+            from clipper_deploy_pytorch import create_endpoint as torch_endpoint
+
+            torch_endpoint(conn, "cold", "doubles", mlp_predict, mlp_model())
+            body, want = {"input": [0.5] * 784}, None
+        import urllib.request
+
+        req = urllib.request.Request(f"http://{conn.get_query_addr()}/cold/predict", json.dumps(body).encode(),
+                                     {"Content-Type": "application/json"})
+        reply = json.loads(urllib.request.urlopen(req, timeout=30).read())
+        assert not reply["default"] and (want is None or reply["output"] == want), reply
+        return time.perf_counter() - started
+    finally:
+        conn.stop_all()
+
+
+def fastapi_baseline(duration: int, tmp: Path, workloads: list[str]) -> list[tuple[str, int, dict]]:
+    from clipper_deploy_core.envs import ensure_env
+
+    python = ensure_env(["fastapi", "uvicorn[standard]"])
+    sock = __import__("socket").socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    proc = subprocess.Popen([python, "-m", "uvicorn", "fastapi_app:app", "--port", str(port), "--log-level",
+                             "warning", "--no-access-log"], cwd=Path(__file__).parent)
+    try:
+        import urllib.request
+
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/docs", timeout=1)
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError("the FastAPI baseline did not start") from None
+                time.sleep(0.1)
+        rows = []
+        for name, body in (("echo", {"input": [float(i) for i in range(10)]}), ("mlp", {"input": [0.5] * 784})):
+            if name in workloads:
+                rows += [(name, c, r) for c, r in measure(f"http://127.0.0.1:{port}/{name}/predict", body, duration,
+                                                          tmp, [proc.pid])]
+        return rows
+    finally:
+        proc.terminate()
+        proc.wait()
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--duration", type=int, default=10)
+    ap.add_argument("--duration", type=int, default=15)
     ap.add_argument("--workloads", default="echo,mlp")
+    ap.add_argument("--no-baseline", action="store_true", help="skip the FastAPI + uvicorn baseline")
     args = ap.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed: apt-get install -y wrk")
     workloads = args.workloads.split(",")
+    rows: list[tuple[str, str, int, dict]] = []
+    extra: dict[str, str] = {}
+    limit = None
     with tempfile.TemporaryDirectory() as tmp:
         conn = ClipperConnection(LocalContainerManager("bench", 0, 0, 0, home=tmp))
         conn.start_clipper()
-        rows = []
         try:
             if "echo" in workloads:
                 create_endpoint(conn, "echo", "doubles", echo, slo_micros=10_000_000)
-                for c in (1, 32):
-                    rows.append(("echo", c, run_wrk(f"http://{conn.get_query_addr()}/echo/predict",
-                                                    {"input": [float(i) for i in range(10)]}, c, args.duration,
-                                                    Path(tmp))))
-            limit = None
+                extra["idle RSS, cluster + 1 echo replica"] = f"{rss_mib(cluster_pids(conn)):.0f} MiB"
+                rows += [("clipper-deploy", "echo", c, r) for c, r in measure(
+                    f"http://{conn.get_query_addr()}/echo/predict", {"input": [float(i) for i in range(10)]},
+                    args.duration, Path(tmp), cluster_pids(conn))]
             if "mlp" in workloads:
                 from clipper_deploy_pytorch import create_endpoint as torch_endpoint
 
                 model = mlp_model()
                 torch_endpoint(conn, "mlp", "doubles", mlp_predict, model, slo_micros=10_000_000)
-                for c in (1, 32):
-                    rows.append(("mlp", c, run_wrk(f"http://{conn.get_query_addr()}/mlp/predict",
-                                                   {"input": [0.5] * 784}, c, args.duration, Path(tmp))))
+                rows += [("clipper-deploy", "mlp", c, r) for c, r in measure(
+                    f"http://{conn.get_query_addr()}/mlp/predict", {"input": [0.5] * 784}, args.duration,
+                    Path(tmp), cluster_pids(conn))]
                 limit = in_process_limit(model)
         finally:
             conn.stop_all()
-    print(f"\n{'workload':8} {'conc':>4} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}  socket errors")
-    for name, c, r in rows:
-        print(f"{name:8} {c:>4} {r['rps']:>9.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['non2xx']:>8}  "
-              f"{r['socket_errors'] or '-'}")
+        for w in workloads:
+            extra[f"cold start, {w} (CLI start to first correct answer)"] = \
+                f"{cold_start(w, Path(tmp) / 'cold'):.2f} s"
+        if not args.no_baseline:
+            rows += [("fastapi+uvicorn", n, c, r) for n, c, r in fastapi_baseline(args.duration, Path(tmp), workloads)]
+    print(f"\n{'system':16} {'workload':8} {'conc':>4} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} "
+          f"{'CPU us/req':>10}  socket errors")
+    for system, name, c, r in rows:
+        print(f"{system:16} {name:8} {c:>4} {r['rps']:>9.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} "
+              f"{r['non2xx']:>8} {r['cpu_us_per_req']:>10.0f}  {r['socket_errors'] or '-'}")
+    for k, v in extra.items():
+        print(f"{k}: {v}")
     if limit:
         print("\nmlp in-process limit (one thread):")
         for k, v in limit.items():
-            print(f"  {k:40} {v:>10.0f}")
-        served = max(r["rps"] for n, _, r in rows if n == "mlp")
-        print(f"  served mlp at best: {served:.0f} req/s = {served / limit['per-request path, batch 1 (req/s)']:.0%} "
-              f"of the in-process per-request path")
+            print(f"  {k:42} {v:>10.0f}")
+        ours = {c: r["rps"] for s, n, c, r in rows if s == "clipper-deploy" and n == "mlp"}
+        base = {c: r["rps"] for s, n, c, r in rows if s == "fastapi+uvicorn" and n == "mlp"}
+        print(f"  served mlp at c=32: {ours[32]:.0f} req/s = "
+              f"{ours[32] / limit['per-request path, batch 32 (req/s)']:.0%} of the in-process per-request path at "
+              f"batch 32" + (f", {ours[32] / base[32]:.1f}x the FastAPI app" if base else ""))
 
 
 if __name__ == "__main__":

@@ -13,18 +13,19 @@ one batch in flight per replica.
 from __future__ import annotations
 
 import asyncio
-import json
 import socket
 import struct
 from collections.abc import Sequence
 from typing import Any
+
+import orjson
 
 HEADER = struct.Struct("<I")
 MAX_FRAME = 1 << 30
 
 
 def encode(msg: dict[str, Any], payload: bytes = b"") -> bytes:
-    head = json.dumps({**msg, "nbytes": len(payload)}, separators=(",", ":")).encode()
+    head = orjson.dumps({**msg, "nbytes": len(payload)})
     return HEADER.pack(len(head)) + head + payload
 
 
@@ -62,7 +63,7 @@ def _check(n: int) -> int:
 
 async def read_frame(reader: asyncio.StreamReader) -> tuple[dict[str, Any], bytes]:
     (n,) = HEADER.unpack(await reader.readexactly(HEADER.size))
-    msg: dict[str, Any] = json.loads(await reader.readexactly(_check(n)))
+    msg: dict[str, Any] = orjson.loads(await reader.readexactly(_check(n)))
     nbytes = _check(int(msg.get("nbytes", 0)))
     return msg, (await reader.readexactly(nbytes) if nbytes else b"")
 
@@ -81,7 +82,7 @@ def _recv_into(sock: socket.socket, n: int) -> bytearray:
 
 def recv_frame(sock: socket.socket) -> tuple[dict[str, Any], bytearray]:
     (n,) = HEADER.unpack(_recv_into(sock, HEADER.size))
-    msg: dict[str, Any] = json.loads(_recv_into(sock, _check(n)))
+    msg: dict[str, Any] = orjson.loads(_recv_into(sock, _check(n)))
     nbytes = _check(int(msg.get("nbytes", 0)))
     return msg, (_recv_into(sock, nbytes) if nbytes else bytearray())
 
