@@ -106,6 +106,19 @@ def validate_input(input_type: str, x: Any, where: str = "input", may_hold_bools
     raise ClipperException(f"unknown input type {input_type!r}")
 
 
+def parse_single_input(input_type: str, body: bytes) -> Any:
+    """Parse and validate a ``{"input": [numbers]}`` body the frontend forwarded unparsed."""
+    import orjson
+
+    try:
+        obj = orjson.loads(body)
+    except ValueError as e:
+        raise InputError(f"Error parsing JSON: {e}") from None
+    if not isinstance(obj, dict) or set(obj) != {"input"}:
+        raise InputError("JSON object must have exactly one of the keys input or input_batch")
+    return validate_input(input_type, obj["input"], "input", b"true" in body or b"false" in body)
+
+
 def to_batch(input_type: str, inputs: Sequence[Any]) -> Any:
     """Turn validated wire-form inputs into the batch a predict function receives (see module doc)."""
     if input_type in NUMPY_DTYPES:

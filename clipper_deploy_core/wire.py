@@ -29,30 +29,52 @@ def encode(msg: dict[str, Any], payload: bytes = b"") -> bytes:
     return HEADER.pack(len(head)) + head + payload
 
 
+class RawQuery:
+    """A request body the frontend forwards unparsed: ``{"input": [numbers]}``, validated by the replica."""
+
+    __slots__ = ("body",)
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+
 def encode_batch(msg_id: int, inputs: Sequence[Any]) -> bytes:
-    """A batch of validated inputs: numpy arrays go as one raw buffer, anything else in the header."""
-    first = inputs[0]
-    if not hasattr(first, "dtype"):
+    """A batch: numpy arrays as one raw buffer, unparsed bodies after it, anything else in the header."""
+    if not any(isinstance(x, RawQuery) or hasattr(x, "dtype") for x in inputs):
         return encode({"type": "batch", "id": msg_id, "inputs": list(inputs)})
     import numpy as np
 
-    lengths = [len(x) for x in inputs]
-    data = np.concatenate(inputs) if len(set(lengths)) > 1 else np.stack(inputs)
-    return encode({"type": "batch", "id": msg_id, "dtype": str(first.dtype), "lengths": lengths}, data.tobytes())
+    arrays = [x for x in inputs if not isinstance(x, RawQuery)]
+    bodies = [x.body for x in inputs if isinstance(x, RawQuery)]
+    kinds = "".join("r" if isinstance(x, RawQuery) else "a" for x in inputs)
+    lengths = [len(x) for x in arrays]
+    data = b""
+    if arrays:
+        data = (np.concatenate(arrays) if len(set(lengths)) > 1 else np.stack(arrays)).tobytes()
+    msg = {"type": "batch", "id": msg_id, "kinds": kinds, "dtype": str(arrays[0].dtype) if arrays else None,
+           "lengths": lengths, "raw_lengths": [len(b) for b in bodies]}
+    return encode(msg, data + b"".join(bodies))
 
 
-def decode_batch(msg: dict[str, Any], payload: bytearray) -> tuple[Any, int]:
-    """The batch a predict function receives (see ``inputs``) and its size."""
-    if "dtype" not in msg:
-        return msg["inputs"], len(msg["inputs"])
+def decode_batch(msg: dict[str, Any], payload: bytearray) -> tuple[Any, int, list[int]]:
+    """``(batch, n, raw)``: the batch a predict function receives (see ``inputs``), its size, and the
+    positions of unparsed bodies (``bytes`` items the replica must still parse and validate)."""
+    if "kinds" not in msg:
+        return msg["inputs"], len(msg["inputs"]), []
     import numpy as np
 
-    lengths = msg["lengths"]
-    flat = np.frombuffer(payload, dtype=msg["dtype"])  # a bytearray keeps the array writable
-    if len(set(lengths)) == 1:
-        return flat.reshape(len(lengths), lengths[0]), len(lengths)
+    kinds, lengths = msg["kinds"], msg["lengths"]
+    n_array = sum(lengths) * (np.dtype(msg["dtype"]).itemsize if msg["dtype"] else 0)
+    # A bytearray payload keeps these views writable, so frameworks can wrap them without a copy.
+    flat = np.frombuffer(payload, dtype=msg["dtype"] or "u1", count=sum(lengths))
+    if "r" not in kinds and len(set(lengths)) == 1:
+        return flat.reshape(len(lengths), lengths[0]), len(lengths), []
     offsets = np.cumsum([0, *lengths])
-    return [flat[offsets[i]:offsets[i + 1]] for i in range(len(lengths))], len(lengths)
+    arrays = iter(flat[offsets[i]:offsets[i + 1]] for i in range(len(lengths)))
+    raw_offsets = np.cumsum([n_array, *msg["raw_lengths"]])
+    bodies = iter(bytes(payload[raw_offsets[i]:raw_offsets[i + 1]]) for i in range(len(msg["raw_lengths"])))
+    items = [next(bodies) if k == "r" else next(arrays) for k in kinds]
+    return items, len(items), [i for i, k in enumerate(kinds) if k == "r"]
 
 
 def _check(n: int) -> int:

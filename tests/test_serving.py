@@ -357,3 +357,41 @@ def test_mutating_admin_requests_from_other_addresses_need_the_token():
     endpoint = locked_api._wrap(locked_api._add_app, mutating=True)
     resp = asyncio.run(endpoint(remote("192.0.2.10")))
     assert resp.status == 403 and TOKEN_HEADER in resp.body.decode()
+
+
+UNPARSED_BAD = [  # bodies with exactly two quotes: the frontend forwards them unparsed to the replica
+    (b'{"input": [1.0, true]}', "input[1] is bool"),
+    (b'{"input": [1.0,]}', "Error parsing JSON"),
+    (b'{"input": []}', "non-empty JSON array"),
+    (b'{"input": [[1.0], [2.0]]}', "input[0] is list"),
+    (b'{"input": [1.0]} trailing', "Error parsing JSON"),
+    (b'{"input": [1.0, null]}', "input[1] is NoneType"),
+]
+
+
+@pytest.mark.parametrize("raw,cause", UNPARSED_BAD)
+@pytest.mark.parametrize("app", ["hello-world", "app4"])  # served by a replica, and unlinked
+def test_bodies_forwarded_unparsed_still_get_a_400(conn, app, raw, cause):
+    status, body = post(conn, f"/{app}/predict", None, raw=raw)
+    assert status == 400 and body["error"] == "Json error" and cause in body["cause"]
+
+
+def test_unparsed_and_parsed_queries_share_batches_correctly(conn):
+    create_endpoint(conn, "mixed", "doubles", lambda xs: [repr(float(sum(x))) for x in xs], slo_micros=10_000_000)
+
+    def single(i):
+        return post(conn, "/mixed/predict", {"input": [float(i), 0.5]})[1]["output"] == i + 0.5
+
+    def batch(i):
+        body = {"input_batch": [[float(i)], [float(i), 1.0, 2.0]]}
+        return [p["output"] for p in post(conn, "/mixed/predict", body)[1]["batch_predictions"]] == [i, i + 3.0]
+
+    def bad(i):
+        status, _ = post(conn, "/mixed/predict", None, raw=b'{"input": [1.0, false]}')
+        return status == 400
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(12) as pool:
+        results = list(pool.map(lambda i: (single, batch, bad)[i % 3](i), range(300)))
+    assert all(results)

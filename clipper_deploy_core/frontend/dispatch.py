@@ -182,8 +182,13 @@ class Dispatcher:
         self.metrics.batch_size.labels(*key).observe(len(batch))
         self.metrics.model_latency.labels(*key).observe(latency)
         if reply.get("type") == "result":
-            for t, out in zip(batch, reply["outputs"], strict=True):
-                if not t.future.done():  # a late result after the SLO is dropped
+            invalid = reply.get("invalid") or {}
+            for i, (t, out) in enumerate(zip(batch, reply["outputs"], strict=True)):
+                if t.future.done():
+                    continue  # a late result after the SLO is dropped
+                if out is None:
+                    t.future.set_result(Outcome(reason="invalid_input", explanation=invalid.get(str(i), "invalid")))
+                else:
                     t.future.set_result(Outcome(output=out))
         else:
             reason = "wrong_output" if reply.get("kind") == "contract" else "model_error"

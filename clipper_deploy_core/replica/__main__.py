@@ -15,7 +15,7 @@ import traceback
 from typing import Any
 
 from .. import wire
-from ..inputs import validate_input
+from ..inputs import InputError, parse_single_input, to_batch, validate_input
 
 LOAD_FAILED = 3
 
@@ -28,6 +28,18 @@ def _env(name: str, default: str | None = None) -> str:
     return value
 
 
+def _parse_raw(input_type: str, items: list[Any], raw: list[int]) -> tuple[Any, dict[str, str]]:
+    """Parse the bodies the frontend forwarded unparsed; return the batch of valid inputs and the errors."""
+    invalid: dict[str, str] = {}
+    for i in raw:
+        try:
+            items[i] = parse_single_input(input_type, items[i])
+        except InputError as e:
+            invalid[str(i)] = str(e)
+    valid = [x for i, x in enumerate(items) if str(i) not in invalid]
+    return (to_batch(input_type, valid) if valid else None), invalid
+
+
 def serve(loaded: Any, sock: socket.socket) -> None:
     input_type = loaded.manifest.input_type
     while True:
@@ -38,11 +50,17 @@ def serve(loaded: Any, sock: socket.socket) -> None:
         if msg.get("type") != "batch":
             continue
         try:
-            batch, n = wire.decode_batch(msg, payload)
+            batch, n, raw = wire.decode_batch(msg, payload)
             if input_type == "bytes":  # base64 on the wire
                 batch = [validate_input(input_type, x) for x in batch]
-            outputs = loaded.predict_batch(batch, n)
-            reply: dict[str, Any] = {"type": "result", "id": msg["id"], "outputs": outputs}
+            invalid: dict[str, str] = {}
+            if raw:
+                batch, invalid = _parse_raw(input_type, batch, raw)
+            outputs: list[str | None] = list(loaded.predict_batch(batch, n - len(invalid))) if batch is not None else []
+            if invalid:  # put the answers back in place around the inputs that failed validation
+                served = iter(outputs)
+                outputs = [None if str(i) in invalid else next(served) for i in range(n)]
+            reply: dict[str, Any] = {"type": "result", "id": msg["id"], "outputs": outputs, "invalid": invalid}
         except Exception as e:  # noqa: BLE001 - a model error is reported per batch, never fatal
             kind = "contract" if type(e).__name__ == "PredictContractError" else "error"
             reply = {"type": "error", "id": msg["id"], "kind": kind, "message": f"{type(e).__name__}: {e}"}
