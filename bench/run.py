@@ -228,6 +228,11 @@ def main() -> None:
                 rows += [("clipper-deploy", "mlp", c, r) for c, r in measure(
                     f"http://{conn.get_query_addr()}/mlp/predict", {"input": [0.5] * 784}, args.duration,
                     Path(tmp), cluster_pids(conn))]
+                # One replica per core: while one computes a batch the frontend fills the other's.
+                conn.set_num_replicas("mlp", 2)
+                rows += [("clipper-deploy", "mlp x2", c, r) for c, r in measure(
+                    f"http://{conn.get_query_addr()}/mlp/predict", {"input": [0.5] * 784}, args.duration,
+                    Path(tmp), cluster_pids(conn))]
                 limit = in_process_limit(model)
         finally:
             conn.stop_all()
@@ -247,9 +252,10 @@ def main() -> None:
         print("\nmlp in-process limit (one thread):")
         for k, v in limit.items():
             print(f"  {k:42} {v:>10.0f}")
-        ours = {c: r["rps"] for s, n, c, r in rows if s == "clipper-deploy" and n == "mlp"}
+        ours = {c: max(r["rps"] for s, n, cc, r in rows if s == "clipper-deploy" and n.startswith("mlp") and cc == c)
+                for c in (1, 32)}
         base = {c: r["rps"] for s, n, c, r in rows if s == "fastapi+uvicorn" and n == "mlp"}
-        print(f"  served mlp at c=32: {ours[32]:.0f} req/s = "
+        print(f"  served mlp at c=32, best of 1 and 2 replicas: {ours[32]:.0f} req/s = "
               f"{ours[32] / limit['per-request path, batch 32 (req/s)']:.0%} of the in-process per-request path at "
               f"batch 32" + (f", {ours[32] / base[32]:.1f}x the FastAPI app" if base else ""))
 
