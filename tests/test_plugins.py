@@ -171,3 +171,36 @@ print(json.dumps({{"plugins": [i.name for i in get_registry().infos()],
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert "python" in result["plugins"]
     assert result["loaded"] == [], f"deploying a closure imported {result['loaded']}"
+
+
+def test_priority_breaks_a_tie_between_equally_specific_claims():
+    class Preferred:
+        @hookimpl
+        def model_types(self):
+            return [("toy_models.Polynomial", 10)]
+
+    registry = load_plugins(PluginRegistry(), [_ep("toy", "clipper_deploy_toy")])
+    registry.register(Preferred(), "preferred", "preferred-dist", "1.0")
+    assert select_plugin(toy_models.Polynomial([1]), registry) == "preferred"
+    assert registry.info("preferred").priorities == {"toy_models.Polynomial": 10}
+
+
+def test_priority_never_beats_specificity():
+    class Broad:
+        @hookimpl
+        def model_types(self):
+            return [("builtins.object", 100)]
+
+    registry = load_plugins(PluginRegistry(), [_ep("toy", "clipper_deploy_toy")])
+    registry.register(Broad(), "broad", "broad-dist", "1.0")
+    assert select_plugin(toy_models.Quadratic([1]), registry) == "toy"
+
+
+def test_malformed_model_types_are_refused():
+    class Bad:
+        @hookimpl
+        def model_types(self):
+            return [("x.Y", "high")]
+
+    with pytest.raises(ClipperException, match="model_types entries are"):
+        load_plugins(PluginRegistry(), []).register(Bad(), "bad", "bad-dist", "1.0")

@@ -55,8 +55,9 @@ def _match_rank(mro: tuple[type, ...], declared: str) -> int | None:
 def select_plugin(model: object, registry: PluginRegistry, framework: str | None = None) -> str:
     """Return the name of the plugin that handles ``model`` (``None`` means a plain closure).
 
-    The most specific claim (earliest class in ``type(model).__mro__``) wins; equally specific
-    claims from two plugins are an error that ``framework=`` resolves.
+    The most specific claim (earliest class in ``type(model).__mro__``) wins. Between equally
+    specific claims the higher declared priority wins; a remaining tie is an error that
+    ``framework=`` resolves.
     """
     if framework is not None:
         registry.info(framework)
@@ -65,17 +66,18 @@ def select_plugin(model: object, registry: PluginRegistry, framework: str | None
         registry.info(CLOSURE_PLUGIN)
         return CLOSURE_PLUGIN
     mro = type(model).__mro__
-    claims: dict[str, tuple[int, str]] = {}
+    claims: dict[str, tuple[int, int, str]] = {}  # plugin -> (MRO rank, -priority, declared type)
     for info in registry.infos():
-        ranks = [(r, t) for t in info.model_types if (r := _match_rank(mro, t)) is not None]
+        ranks = [(r, -info.priorities.get(t, 0), t) for t in info.model_types
+                 if (r := _match_rank(mro, t)) is not None]
         if ranks:
             claims[info.name] = min(ranks)
     if not claims:
         raise ClipperException(_no_plugin_message(model))
-    best = min(rank for rank, _ in claims.values())
-    winners = sorted(n for n, (rank, _) in claims.items() if rank == best)
+    best = min(claim[:2] for claim in claims.values())
+    winners = sorted(n for n, claim in claims.items() if claim[:2] == best)
     if len(winners) > 1:
-        detail = ", ".join(f"{n} ({registry.info(n).distribution}, via {claims[n][1]})" for n in winners)
+        detail = ", ".join(f"{n} ({registry.info(n).distribution}, via {claims[n][2]})" for n in winners)
         raise ClipperException(
             f"More than one plugin claims model type {qualname(type(model))}: {detail}. "
             f"Choose one with framework=, e.g. framework={winners[0]!r}"

@@ -32,13 +32,15 @@ PredictFn = Callable[[Any], Sequence[str]]
 
 
 @hookspec
-def model_types() -> Sequence[str]:
+def model_types() -> Sequence[str | tuple[str, int]]:
     """Declare the model classes this plugin handles, as qualified class names.
 
-    :returns: names such as ``"torch.nn.Module"``. A model is claimed when one of these names
-        denotes a class in ``type(model).__mro__``. Aliases work (``torch.nn.Module`` matches
-        ``torch.nn.modules.module.Module``), resolved through ``sys.modules`` only, so nothing is
-        imported. The most specific match (earliest in the MRO) wins across plugins.
+    :returns: names such as ``"torch.nn.Module"``, or ``(name, priority)`` pairs. A model is
+        claimed when one of these names denotes a class in ``type(model).__mro__``. Aliases work
+        (``torch.nn.Module`` matches ``torch.nn.modules.module.Module``), resolved through
+        ``sys.modules`` only, so nothing is imported. Across plugins the most specific match
+        (earliest in the MRO) wins; between equally specific matches the higher priority
+        (default 0) wins; a remaining tie is an error asking the caller for ``framework=``.
 
     Called: on every ``deploy()`` without ``framework=``, and by ``clipper-deploy plugins``.
     Unlike the other hooks it is called on every plugin; each returns its own list.

@@ -44,11 +44,12 @@ class PluginInfo:
     builtin: bool
     model_types: tuple[str, ...] = ()
     hooks: tuple[str, ...] = field(default=())
+    priorities: dict[str, int] = field(default_factory=dict)  # model type -> tie-break priority (default 0)
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "module": self.module, "distribution": self.distribution,
                 "version": self.version, "builtin": self.builtin, "model_types": list(self.model_types),
-                "hooks": list(self.hooks)}
+                "hooks": list(self.hooks), "priorities": {t: p for t, p in self.priorities.items() if p}}
 
 
 def _env_list(var: str) -> set[str] | None:
@@ -85,11 +86,18 @@ class PluginRegistry:
         self.pm.register(plugin, name=name)
         impls = self.pm.get_hookcallers(plugin) or []
         hooks = tuple(sorted(h.name for h in impls))
-        types: tuple[str, ...] = ()
+        types: list[str] = []
+        priorities: dict[str, int] = {}
         if "model_types" in hooks:
-            types = tuple(self._caller(name, "model_types")()[0] or ())
+            for entry in self._caller(name, "model_types")()[0] or ():
+                type_name, priority = (entry, 0) if isinstance(entry, str) else entry
+                if not isinstance(type_name, str) or not isinstance(priority, int):
+                    raise ClipperException(f"plugin {name!r}: model_types entries are 'module.Class' or "
+                                           f"('module.Class', priority), got {entry!r}")
+                types.append(type_name)
+                priorities[type_name] = priority
         module = getattr(plugin, "__name__", type(plugin).__module__)
-        self._infos[name] = PluginInfo(name, module, distribution, version, builtin, types, hooks)
+        self._infos[name] = PluginInfo(name, module, distribution, version, builtin, tuple(types), hooks, priorities)
 
     def unregister(self, name: str) -> None:
         self.pm.unregister(name=name)
