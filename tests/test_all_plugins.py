@@ -48,3 +48,23 @@ def test_torch_modules_go_to_pytorch_and_onnx_protos_to_onnx():
     assert select_plugin(torch.nn.Linear(2, 2), registry) == "pytorch"
     assert select_plugin(torch.jit.trace(torch.nn.Linear(2, 2), torch.zeros(1, 2)), registry) == "pytorch"
     assert select_plugin(onnx.ModelProto(), registry) == "onnx"
+
+
+def test_keras_models_go_to_keras_and_tf_modules_to_tensorflow():
+    import os
+
+    import pytest
+
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    tf = pytest.importorskip("tensorflow")
+    keras = pytest.importorskip("keras")
+    from clipper_deploy_core.plugin import select_plugin
+
+    registry = get_registry()
+    if not {"keras", "tensorflow"} <= {i.name for i in registry.infos()}:
+        pytest.skip("needs both clipper-deploy-keras and clipper-deploy-tensorflow")
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    assert isinstance(model, tf.__internal__.tracking.AutoTrackable)  # a TensorFlow trackable, under TF
+    assert select_plugin(model, registry) == "keras"
+    assert select_plugin(tf.Module(), registry) == "tensorflow"
+    assert select_plugin(tf.compat.v1.Session(graph=tf.Graph()), registry) == "tensorflow"
