@@ -19,6 +19,8 @@ PLUGIN_DIRS = sorted(p for p in (ROOT / "plugins").glob("clipper-deploy-*") if (
 PLUGINS = [p.name.removeprefix("clipper-deploy-") for p in PLUGIN_DIRS]
 # Plugins whose frameworks cannot share a venv with the rest (MXNet pins numpy<1.24).
 ISOLATED = {"mxnet"}
+# Plugins whose tests start a JVM per replica; `nox -t slow` picks them out.
+SLOW = {"pyspark"}
 # Frameworks that ship CPU wheels on a local find-links folder on our machines (torch: see the README).
 _LINKS = os.environ.get("CLIPPER_DEPLOY_FIND_LINKS", "/opt/wheels")
 FIND_LINKS = [d for d in _LINKS.split(os.pathsep) if Path(d).is_dir()]
@@ -56,7 +58,7 @@ def lint(session: nox.Session) -> None:
 
 
 @nox.session(tags=["plugins"])
-@nox.parametrize("plugin", [nox.param(p, id=p, tags=[p]) for p in PLUGINS])
+@nox.parametrize("plugin", [nox.param(p, id=p, tags=[p, *(["slow"] if p in SLOW else [])]) for p in PLUGINS])
 def plugin(session: nox.Session, plugin: str) -> None:
     """One plugin with its framework, against the core in this checkout."""
     d = ROOT / "plugins" / f"clipper-deploy-{plugin}"

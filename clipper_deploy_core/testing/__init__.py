@@ -120,7 +120,8 @@ def check_integrity(case: ConformanceCase) -> None:
         for rel in model_files or [FUNC_NAME]:
             path = bundle / rel
             original = path.read_bytes()
-            for tampered in (original[: len(original) // 2], original + b"\0"):
+            changes = [original + b"\0"] + ([original[: len(original) // 2]] if original else [])
+            for tampered in changes:
                 path.write_bytes(tampered)
                 try:
                     verify_bundle(bundle)
