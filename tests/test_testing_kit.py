@@ -88,3 +88,35 @@ def test_a_plugin_that_does_not_claim_its_model_fails_detection(confused):
                            sample_inputs=[[1.0]], expected_outputs=["1"])
     with pytest.raises(ConformanceError, match="chose plugin 'toy'"):
         check_detection(case)
+
+
+def test_signature_and_seed_signature(tmp_path):
+    from clipper_deploy_core.testing import seed_signature, signature
+
+    def f(a, b, c="default", d=None):
+        return a
+
+    assert signature(f) == "a, b, c='default', d=None"
+    seed = tmp_path / "seed.txt"
+    seed.write_text("x.y.f(a, b, c='default', d=None)[source]\nother text\n")
+    assert seed_signature("x.y.f", seed) == signature(f)
+    assert seed_signature("x.y.g", seed) is None
+
+
+def test_local_cluster_and_query_helpers(tmp_path):
+    from clipper_deploy_core.deployers.python import create_endpoint
+    from clipper_deploy_core.testing import local_cluster, outputs, predict, query
+
+    with local_cluster("kit-test", tmp_path) as c:
+        create_endpoint(c, "kit", "doubles", lambda xs: [str(len(x)) for x in xs])
+        assert predict(c, "kit", {"input": [1.0, 2.0]})["output"] == 2
+        assert outputs(c, "kit", [[1.0], [1.0, 2.0, 3.0]]) == [1, 3]
+        status, reply = query(c, "kit", b"{broken")
+        assert status == 400 and "Error parsing JSON" in reply["cause"]
+        with pytest.raises(AssertionError, match="answered 404"):
+            predict(c, "nope", {"input": [1.0]})
+        pid = c.cm.info["pid"]
+    import os
+
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)

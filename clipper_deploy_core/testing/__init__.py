@@ -175,5 +175,8 @@ class PluginConformance:
         check_integrity(self.case())
 
 
+from .cluster import local_cluster, outputs, predict, query, seed_signature, signature  # noqa: E402
+
 __all__ = ["CHECKS", "ConformanceCase", "ConformanceError", "PluginConformance", "check_batch_contract",
-           "check_conformance", "check_detection", "check_integrity", "check_predict", "check_round_trip"]
+           "check_conformance", "check_detection", "check_integrity", "check_predict", "check_round_trip",
+           "local_cluster", "outputs", "predict", "query", "seed_signature", "signature"]

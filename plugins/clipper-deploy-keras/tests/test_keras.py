@@ -1,5 +1,3 @@
-import json
-import urllib.request
 
 import keras
 import numpy as np
@@ -8,7 +6,8 @@ from clipper_deploy_keras import create_endpoint, deploy_keras_model
 
 from clipper_deploy_core import ClipperException, deploy
 from clipper_deploy_core.bundle import read_manifest, save_bundle
-from clipper_deploy_core.testing import ConformanceCase, PluginConformance
+from clipper_deploy_core.testing import ConformanceCase, PluginConformance, signature
+from clipper_deploy_core.testing import predict as served
 
 
 def square_model():
@@ -51,17 +50,12 @@ class TestConformance(PluginConformance):
                                expected_outputs=["9", "0", "361"], input_type="integers")
 
 
-def post(conn, app, body):
-    req = urllib.request.Request(f"http://{conn.get_query_addr()}/{app}/predict", data=json.dumps(body).encode(),
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=60) as r:
-        return json.loads(r.read())
 
 
 def test_clipper_square_check(conn):
     create_endpoint(conn, "keras-square", "ints", square_predict, square_model())
     for x in range(20):
-        reply = post(conn, "keras-square", {"input": [x]})
+        reply = served(conn, "keras-square", {"input": [x]})
         assert reply["default"] is False and reply["output"] == x * x
 
 
@@ -71,11 +65,11 @@ def test_trained_classifier_from_object_and_from_h5(conn, tmp_path):
     want = [int(p) for p in classify(model, xs)]
     result = deploy(conn, model, classify, name="keras-clf")
     assert result.plugin == "keras"
-    assert [p["output"] for p in post(conn, "keras-clf", {"input_batch": xs})["batch_predictions"]] == want
+    assert [p["output"] for p in served(conn, "keras-clf", {"input_batch": xs})["batch_predictions"]] == want
     model.save(tmp_path / "model.h5")
     deploy_keras_model(conn, "keras-clf", 2, "doubles", classify, str(tmp_path / "model.h5"))
     assert read_manifest(conn.get_model_info("keras-clf", "2")["container_name"]).model_metadata["file"] == "model.h5"
-    assert [p["output"] for p in post(conn, "keras-clf", {"input_batch": xs})["batch_predictions"]] == want
+    assert [p["output"] for p in served(conn, "keras-clf", {"input_batch": xs})["batch_predictions"]] == want
 
 
 def test_saved_under_tensorflow_served_on_torch(conn, tmp_path):
@@ -86,7 +80,7 @@ def test_saved_under_tensorflow_served_on_torch(conn, tmp_path):
            backend="torch")
     meta = read_manifest(conn.get_model_info("keras-torch", "1")["container_name"]).model_metadata
     assert (meta["saved_backend"], meta["serve_backend"]) == ("tensorflow", "torch")
-    assert post(conn, "keras-torch", {"input": [6]})["output"] == "torch:36"
+    assert served(conn, "keras-torch", {"input": [6]})["output"] == "torch:36"
 
 
 @pytest.mark.parametrize("model,msg", [("missing.keras", "does not exist"), ("model.pkl", "not a Keras model file")])
@@ -113,10 +107,6 @@ KERAS_SIGNATURES = {  # Clipper's documented signatures (the seed document leave
 
 @pytest.mark.parametrize("fn", sorted(KERAS_SIGNATURES))
 def test_clipper_signatures(fn):
-    import inspect
-
     import clipper_deploy_keras
 
-    ours = ", ".join(p.name if p.default is inspect.Parameter.empty else f"{p.name}={p.default!r}"
-                     for p in inspect.signature(getattr(clipper_deploy_keras, fn)).parameters.values())
-    assert ours == KERAS_SIGNATURES[fn]
+    assert signature(getattr(clipper_deploy_keras, fn)) == KERAS_SIGNATURES[fn]

@@ -1,5 +1,4 @@
 import json
-import urllib.request
 
 import mxnet as mx
 import numpy as np
@@ -8,7 +7,8 @@ from clipper_deploy_mxnet import create_endpoint, deploy_mxnet_model
 
 from clipper_deploy_core import ClipperException, deploy
 from clipper_deploy_core.bundle import load_bundle, save_bundle
-from clipper_deploy_core.testing import ConformanceCase, PluginConformance
+from clipper_deploy_core.testing import ConformanceCase, PluginConformance, seed_signature, signature
+from clipper_deploy_core.testing import predict as served
 
 
 def clipper_symbol():
@@ -77,11 +77,6 @@ class TestConformance(PluginConformance):
                                options={"mxnet_data_shapes": shapes})
 
 
-def post(conn, app, body):
-    req = urllib.request.Request(f"http://{conn.get_query_addr()}/{app}/predict", data=json.dumps(body).encode(),
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=60) as r:
-        return json.loads(r.read())
 
 
 def test_the_module_learned(module_and_shapes):
@@ -106,10 +101,10 @@ def test_clipper_mxnet_check_served_equals_in_process(conn, module_and_shapes):
     xs = make_data(32, 4)[0].astype(int).tolist()
     want = [int(p) for p in reference(module, xs)]
     create_endpoint(conn, "mxnet-test", "integers", forward_style, module, shapes)  # batch_size=-1: adaptive
-    assert [post(conn, "mxnet-test", {"input": x})["output"] for x in xs[:5]] == want[:5]
-    assert [p["output"] for p in post(conn, "mxnet-test", {"input_batch": xs})["batch_predictions"]] == want
+    assert [served(conn, "mxnet-test", {"input": x})["output"] for x in xs[:5]] == want[:5]
+    assert [p["output"] for p in served(conn, "mxnet-test", {"input_batch": xs})["batch_predictions"]] == want
     deploy_mxnet_model(conn, "mxnet-test", 2, "integers", clipper_style, module, shapes)
-    assert [p["output"] for p in post(conn, "mxnet-test", {"input_batch": xs[:7]})["batch_predictions"]] == want[:7]
+    assert [p["output"] for p in served(conn, "mxnet-test", {"input_batch": xs[:7]})["batch_predictions"]] == want[:7]
 
 
 class GluonNet(mx.gluon.HybridBlock):
@@ -145,8 +140,8 @@ def test_trained_gluon_network_served_equals_in_process(conn):
     want = [json.loads(s) for s in gluon_predict(net, queries)]
     result = deploy(conn, net, gluon_predict, name="gluon-net", mxnet_data_shapes=[("data", (1, 6))])
     assert result.plugin == "mxnet"
-    assert post(conn, "gluon-net", {"input": queries[0]})["output"] == want[0]
-    assert [p["output"] for p in post(conn, "gluon-net", {"input_batch": queries})["batch_predictions"]] == want
+    assert served(conn, "gluon-net", {"input": queries[0]})["output"] == want[0]
+    assert [p["output"] for p in served(conn, "gluon-net", {"input_batch": queries})["batch_predictions"]] == want
 
 
 @pytest.mark.parametrize("shapes,msg", [(None, "need mxnet_data_shapes"), ([("data", (0, 3))], "Invalid MXNet")])
@@ -156,20 +151,11 @@ def test_bad_data_shapes(tmp_path, module_and_shapes, shapes, msg):
                     model=module_and_shapes[0], plugin="mxnet", options={"mxnet_data_shapes": shapes})
 
 
-@pytest.mark.parametrize("fn", ["deploy_mxnet_model", "create_endpoint"])
+@pytest.mark.parametrize("fn", ['deploy_mxnet_model', 'create_endpoint'])
 def test_seed_signatures(fn):
-    import inspect
-    import re
-    from pathlib import Path
-
     import clipper_deploy_mxnet
 
-    seed_file = Path(__file__).resolve().parents[4] / "shared" / "seed" / "model-deployers.txt"
-    if not seed_file.exists():
-        pytest.skip("the seed document is not beside this checkout")
-    match = re.search(re.escape(f"clipper_admin.deployers.mxnet.{fn}") + r"\((.*?)\)\[source\]", seed_file.read_text())
-    if match is None:
-        pytest.skip("the seed document does not list this function's signature")
-    ours = ", ".join(p.name if p.default is inspect.Parameter.empty else f"{p.name}={p.default!r}"
-                     for p in inspect.signature(getattr(clipper_deploy_mxnet, fn)).parameters.values())
-    assert ours == match.group(1)
+    documented = seed_signature(f"clipper_admin.deployers.mxnet.{fn}")
+    if documented is None:
+        pytest.skip("Clipper's model-deployers document is not beside this checkout")
+    assert signature(getattr(clipper_deploy_mxnet, fn)) == documented

@@ -1,5 +1,4 @@
 import json
-import urllib.request
 
 import numpy as np
 import onnx
@@ -12,6 +11,7 @@ from clipper_deploy_core import ClipperException, deploy
 from clipper_deploy_core.bundle import read_manifest, save_bundle
 from clipper_deploy_core.bundle.check import run_check
 from clipper_deploy_core.testing import ConformanceCase, PluginConformance
+from clipper_deploy_core.testing import predict as served
 
 
 def linear_model(w, b) -> onnx.ModelProto:
@@ -62,11 +62,6 @@ def ort_scores(session, inputs):
     return [json.dumps(row.tolist()) for row in out]
 
 
-def post(conn, app, body):
-    req = urllib.request.Request(f"http://{conn.get_query_addr()}/{app}/predict", data=json.dumps(body).encode(),
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=30) as r:
-        return json.loads(r.read())
 
 
 def test_torch_model_exported_and_served_matches_torch(conn):
@@ -76,25 +71,25 @@ def test_torch_model_exported_and_served_matches_torch(conn):
     with torch.no_grad():
         want = model(torch.tensor(xs, dtype=torch.float32)).numpy()
     create_pytorch_endpoint(conn, "mlp-onnx", "doubles", xs[0], ort_scores, model)
-    single = post(conn, "mlp-onnx", {"input": xs[0]})
+    single = served(conn, "mlp-onnx", {"input": xs[0]})
     assert single["default"] is False
     np.testing.assert_allclose(single["output"], want[0], rtol=1e-4, atol=1e-5)
-    batch = post(conn, "mlp-onnx", {"input_batch": xs})["batch_predictions"]
+    batch = served(conn, "mlp-onnx", {"input_batch": xs})["batch_predictions"]
     np.testing.assert_allclose([p["output"] for p in batch], want, rtol=1e-4, atol=1e-5)
     deploy_pytorch_model(conn, "mlp-onnx", 2, "doubles", xs[:2], ort_scores, model)  # a batch as the example
-    np.testing.assert_allclose(post(conn, "mlp-onnx", {"input": xs[3]})["output"], want[3], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(served(conn, "mlp-onnx", {"input": xs[3]})["output"], want[3], rtol=1e-4, atol=1e-5)
 
 
 def test_model_proto_and_onnx_file_deploy(conn, tmp_path):
     xs = [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]
     result = deploy(conn, linear_model(W, B), run_predict, name="linear-proto")
     assert result.plugin == "onnx"
-    assert [json.dumps(p["output"]) for p in post(conn, "linear-proto", {"input_batch": xs})["batch_predictions"]] \
+    assert [json.dumps(p["output"]) for p in served(conn, "linear-proto", {"input_batch": xs})["batch_predictions"]] \
         == expected(xs)
     path = tmp_path / "linear.onnx"
     onnx.save(linear_model(W, B), str(path))
     deploy(conn, str(path), run_predict, name="linear-file", framework="onnx")
-    assert json.dumps(post(conn, "linear-file", {"input": xs[1]})["output"]) == expected(xs[1:])[0]
+    assert json.dumps(served(conn, "linear-file", {"input": xs[1]})["output"]) == expected(xs[1:])[0]
     deploy_onnx_model(conn, "linear-file", 2, "doubles", run_predict, path)
     assert conn.get_current_model_version("linear-file") == "2"
 

@@ -1,6 +1,5 @@
 import json
 import subprocess
-import urllib.request
 
 import numpy as np
 import pytest
@@ -13,7 +12,8 @@ from pyspark.mllib.regression import LabeledPoint
 
 from clipper_deploy_core import ClipperException, deploy
 from clipper_deploy_core.bundle import read_manifest, save_bundle
-from clipper_deploy_core.testing import ConformanceCase, check_conformance
+from clipper_deploy_core.testing import ConformanceCase, check_conformance, seed_signature, signature
+from clipper_deploy_core.testing import predict as served
 
 
 def pixels(n, seed):
@@ -60,11 +60,6 @@ def pipeline_predict(spark, model, inputs):
     return [json.dumps({"prob": str(r.probability), "prediction": r.prediction}) for r in out]
 
 
-def post(conn, app, body):
-    req = urllib.request.Request(f"http://{conn.get_query_addr()}/{app}/predict", data=json.dumps(body).encode(),
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=120) as r:
-        return json.loads(r.read())
 
 
 def test_conformance(spark, mllib_model):
@@ -79,8 +74,8 @@ def test_mllib_served_equals_in_process_and_rolls_back(conn, spark, mllib_model)
     want = [float(p) for p in mllib_predict(spark, mllib_model, xs)]
     assert sum(int(p) == y for p, y in zip(want, ys, strict=True)) >= 14
     create_endpoint(conn, "spark-lr", "integers", mllib_predict, mllib_model, spark.sparkContext)
-    assert [post(conn, "spark-lr", {"input": x})["output"] for x in xs[:4]] == want[:4]
-    assert [p["output"] for p in post(conn, "spark-lr", {"input_batch": xs})["batch_predictions"]] == want
+    assert [served(conn, "spark-lr", {"input": x})["output"] for x in xs[:4]] == want[:4]
+    assert [p["output"] for p in served(conn, "spark-lr", {"input_batch": xs})["batch_predictions"]] == want
     manifest = read_manifest(conn.get_model_info("spark-lr", "1")["container_name"])
     assert manifest.model_metadata == {"model_class": "pyspark.mllib.classification.LogisticRegressionModel",
                                        "kind": "mllib"}
@@ -89,9 +84,9 @@ def test_mllib_served_equals_in_process_and_rolls_back(conn, spark, mllib_model)
         return ["1.0" for _ in inputs]
 
     deploy_pyspark_model(conn, "spark-lr", 2, "integers", always_one, mllib_model, spark.sparkContext)
-    assert post(conn, "spark-lr", {"input": xs[0]})["output"] == 1.0
+    assert served(conn, "spark-lr", {"input": xs[0]})["output"] == 1.0
     conn.set_model_version("spark-lr", 1)
-    assert post(conn, "spark-lr", {"input": xs[1]})["output"] == want[1]
+    assert served(conn, "spark-lr", {"input": xs[1]})["output"] == want[1]
 
 
 def test_pipeline_on_strings_matches_in_process(conn, spark, pipeline_model):
@@ -99,8 +94,8 @@ def test_pipeline_on_strings_matches_in_process(conn, spark, pipeline_model):
     want = [json.loads(s) for s in pipeline_predict(spark, pipeline_model, queries)]
     result = deploy(conn, pipeline_model, pipeline_predict, name="spark-pipeline", input_type="strings")
     assert result.plugin == "pyspark"
-    assert [post(conn, "spark-pipeline", {"input": q})["output"] for q in queries] == want
-    batch = post(conn, "spark-pipeline", {"input_batch": queries})["batch_predictions"]
+    assert [served(conn, "spark-pipeline", {"input": q})["output"] for q in queries] == want
+    batch = served(conn, "spark-pipeline", {"input_batch": queries})["batch_predictions"]
     assert [p["output"] for p in batch] == want
 
 
@@ -136,19 +131,11 @@ def test_stopping_leaves_no_spark_jvm(tmp_path, mllib_model, spark):
                    subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout.splitlines())
 
 
-@pytest.mark.parametrize("fn", ["deploy_pyspark_model", "create_endpoint"])
+@pytest.mark.parametrize("fn", ['deploy_pyspark_model', 'create_endpoint'])
 def test_seed_signatures(fn):
-    import inspect
-    import re
-    from pathlib import Path
-
     import clipper_deploy_pyspark
 
-    seed_file = Path(__file__).resolve().parents[4] / "shared" / "seed" / "model-deployers.txt"
-    if not seed_file.exists():
-        pytest.skip("the seed document is not beside this checkout")
-    seed = re.search(re.escape(f"clipper_admin.deployers.pyspark.{fn}") + r"\((.*?)\)\[source\]",
-                     seed_file.read_text()).group(1)
-    ours = ", ".join(p.name if p.default is inspect.Parameter.empty else f"{p.name}={p.default!r}"
-                     for p in inspect.signature(getattr(clipper_deploy_pyspark, fn)).parameters.values())
-    assert ours == seed
+    documented = seed_signature(f"clipper_admin.deployers.pyspark.{fn}")
+    if documented is None:
+        pytest.skip("Clipper's model-deployers document is not beside this checkout")
+    assert signature(getattr(clipper_deploy_pyspark, fn)) == documented

@@ -1,9 +1,6 @@
-import json
 import os
 import subprocess
 import sys
-import urllib.request
-from pathlib import Path
 
 import pytest
 import torch
@@ -12,11 +9,10 @@ from clipper_deploy_pytorch import create_endpoint, deploy_pytorch_model
 from clipper_deploy_core import ClipperException, deploy
 from clipper_deploy_core.bundle import load_bundle, read_manifest, save_bundle
 from clipper_deploy_core.bundle.check import run_check
-from clipper_deploy_core.testing import ConformanceCase, PluginConformance
+from clipper_deploy_core.testing import ConformanceCase, PluginConformance, seed_signature, signature
+from clipper_deploy_core.testing import predict as served
 
 from .digits import make_data, predict, train
-
-SEED = Path(__file__).resolve().parents[4] / "shared" / "seed" / "model-deployers.txt"
 
 
 @pytest.fixture(scope="module")
@@ -44,20 +40,15 @@ def test_the_classifier_learned(model, test_inputs):
     assert sum(int(p) == y for p, y in zip(predict(model, xs), ys, strict=True)) >= 36
 
 
-def post(conn, app, body):
-    req = urllib.request.Request(f"http://{conn.get_query_addr()}/{app}/predict", data=json.dumps(body).encode(),
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=30) as r:
-        return json.loads(r.read())
 
 
 def test_served_outputs_equal_in_process(conn, model, test_inputs):
     xs, _ = test_inputs
     expected = [int(p) for p in predict(model, xs)]
     create_endpoint(conn, "digits", "doubles", predict, model)
-    singles = [post(conn, "digits", {"input": x}) for x in xs[:10]]
+    singles = [served(conn, "digits", {"input": x}) for x in xs[:10]]
     assert [r["output"] for r in singles] == expected[:10] and not any(r["default"] for r in singles)
-    batch = post(conn, "digits", {"input_batch": xs})["batch_predictions"]
+    batch = served(conn, "digits", {"input_batch": xs})["batch_predictions"]
     assert [r["output"] for r in batch] == expected
 
 
@@ -69,9 +60,9 @@ def test_second_version_and_rollback(conn, model, test_inputs):
 
     create_endpoint(conn, "rollback", "doubles", predict, model)
     deploy_pytorch_model(conn, "rollback", 2, "doubles", constant_predict, model)
-    assert post(conn, "rollback", {"input": xs[0]})["output"] == 7
+    assert served(conn, "rollback", {"input": xs[0]})["output"] == 7
     conn.set_model_version("rollback", 1)
-    assert post(conn, "rollback", {"input": xs[1]})["output"] == int(predict(model, [xs[1]])[0])
+    assert served(conn, "rollback", {"input": xs[1]})["output"] == int(predict(model, [xs[1]])[0])
 
 
 def test_a_predict_function_that_raises_reaches_the_caller(conn, model, test_inputs):
@@ -79,7 +70,7 @@ def test_a_predict_function_that_raises_reaches_the_caller(conn, model, test_inp
         return m(torch.as_tensor(inputs, dtype=torch.float32).reshape(-1, 7))  # wrong shape
 
     create_endpoint(conn, "broken-torch", "doubles", broken, model)
-    reply = post(conn, "broken-torch", {"input": test_inputs[0][0]})
+    reply = served(conn, "broken-torch", {"input": test_inputs[0][0]})
     assert reply["default"] is True and "RuntimeError" in reply["default_explanation"]
     assert "shape" in reply["default_explanation"]
 
@@ -182,17 +173,11 @@ def test_plugin_import_does_not_import_torch():
     assert proc.returncode == 0, proc.stderr
 
 
-@pytest.mark.parametrize("fn", ["deploy_pytorch_model", "create_endpoint"])
+@pytest.mark.parametrize("fn", ['deploy_pytorch_model', 'create_endpoint'])
 def test_seed_signatures(fn):
-    import inspect
-    import re
-
     import clipper_deploy_pytorch
 
-    if not SEED.exists():
-        pytest.skip("the seed document is not beside this checkout")
-    seed = re.search(re.escape(f"clipper_admin.deployers.pytorch.{fn}") + r"\((.*?)\)\[source\]",
-                     SEED.read_text()).group(1)
-    ours = ", ".join(p.name if p.default is inspect.Parameter.empty else f"{p.name}={p.default!r}"
-                     for p in inspect.signature(getattr(clipper_deploy_pytorch, fn)).parameters.values())
-    assert ours == seed
+    documented = seed_signature(f"clipper_admin.deployers.pytorch.{fn}")
+    if documented is None:
+        pytest.skip("Clipper's model-deployers document is not beside this checkout")
+    assert signature(getattr(clipper_deploy_pytorch, fn)) == documented

@@ -1,15 +1,5 @@
 import os
 
-import pytest
-
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from clipper_deploy_core import ClipperConnection, LocalContainerManager
-
-
-@pytest.fixture(scope="module")
-def conn(tmp_path_factory):
-    c = ClipperConnection(LocalContainerManager("tf-test", 0, 0, 0, home=tmp_path_factory.mktemp("home")))
-    c.start_clipper()
-    yield c
-    c.stop_all()
+from clipper_deploy_core.testing.fixtures import conn  # noqa: F401  (a local cluster per test module)

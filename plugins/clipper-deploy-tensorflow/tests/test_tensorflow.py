@@ -1,5 +1,3 @@
-import json
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -10,9 +8,8 @@ from clipper_deploy_tensorflow import create_endpoint, deploy_tensorflow_model
 from clipper_deploy_core import ClipperException, deploy
 from clipper_deploy_core.bundle import read_manifest, save_bundle
 from clipper_deploy_core.bundle.check import run_check
-from clipper_deploy_core.testing import ConformanceCase, PluginConformance
-
-SEED = Path(__file__).resolve().parents[4] / "shared" / "seed" / "model-deployers.txt"
+from clipper_deploy_core.testing import ConformanceCase, PluginConformance, seed_signature, signature
+from clipper_deploy_core.testing import predict as served
 
 
 def make_data(n=200, seed=0):
@@ -84,11 +81,6 @@ class TestConformance(PluginConformance):
                                expected_outputs=module_predict(m, xs), input_type="integers")
 
 
-def post(conn, app, body):
-    req = urllib.request.Request(f"http://{conn.get_query_addr()}/{app}/predict", data=json.dumps(body).encode(),
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=60) as r:
-        return json.loads(r.read())
 
 
 def test_the_session_learned(sess, queries):
@@ -100,8 +92,8 @@ def test_tf1_session_served_equals_in_process(conn, sess, queries):
     xs, _ = queries
     want = [int(p) for p in predict(sess, xs)]
     create_endpoint(conn, "tf-session", "integers", predict, sess)
-    assert [post(conn, "tf-session", {"input": x})["output"] for x in xs[:5]] == want[:5]
-    assert [p["output"] for p in post(conn, "tf-session", {"input_batch": xs})["batch_predictions"]] == want
+    assert [served(conn, "tf-session", {"input": x})["output"] for x in xs[:5]] == want[:5]
+    assert [p["output"] for p in served(conn, "tf-session", {"input_batch": xs})["batch_predictions"]] == want
 
 
 def test_checkpoint_and_saved_model_directories(conn, sess, queries, tmp_path):
@@ -113,10 +105,10 @@ def test_checkpoint_and_saved_model_directories(conn, sess, queries, tmp_path):
         builder.add_meta_graph_and_variables(sess, [tf.compat.v1.saved_model.tag_constants.SERVING])
         builder.save()
     create_endpoint(conn, "tf-paths", "integers", predict, str(tmp_path / "data"))  # v1 from the checkpoint dir
-    assert [p["output"] for p in post(conn, "tf-paths", {"input_batch": xs})["batch_predictions"]] == want
+    assert [p["output"] for p in served(conn, "tf-paths", {"input_batch": xs})["batch_predictions"]] == want
     deploy_tensorflow_model(conn, "tf-paths", 2, "integers", predict, str(tmp_path / "data" / "export_dir"))
     assert read_manifest_of(conn, "tf-paths", "2")["form"] == "tf1-savedmodel"
-    assert [p["output"] for p in post(conn, "tf-paths", {"input_batch": xs})["batch_predictions"]] == want
+    assert [p["output"] for p in served(conn, "tf-paths", {"input_batch": xs})["batch_predictions"]] == want
 
 
 def read_manifest_of(conn, name, version):
@@ -130,7 +122,7 @@ def test_tf_module_served_equals_in_process(conn, queries):
     want = [int(p) for p in module_predict(model, xs)]
     result = deploy(conn, model, module_predict, name="tf-module", input_type="integers")
     assert result.plugin == "tensorflow"
-    assert [p["output"] for p in post(conn, "tf-module", {"input_batch": xs})["batch_predictions"]] == want
+    assert [p["output"] for p in served(conn, "tf-module", {"input_batch": xs})["batch_predictions"]] == want
     assert read_manifest_of(conn, "tf-module", "1")["form"] == "tf2-savedmodel"
 
 
@@ -162,17 +154,11 @@ def test_paths_with_missing_files_name_what_is_missing(tmp_path, make, msg):
                     plugin="tensorflow")
 
 
-@pytest.mark.parametrize("fn", ["deploy_tensorflow_model", "create_endpoint"])
+@pytest.mark.parametrize("fn", ['deploy_tensorflow_model', 'create_endpoint'])
 def test_seed_signatures(fn):
-    import inspect
-    import re
-
     import clipper_deploy_tensorflow
 
-    if not SEED.exists():
-        pytest.skip("the seed document is not beside this checkout")
-    seed = re.search(re.escape(f"clipper_admin.deployers.tensorflow.{fn}") + r"\((.*?)\)\[source\]",
-                     SEED.read_text()).group(1)
-    ours = ", ".join(p.name if p.default is inspect.Parameter.empty else f"{p.name}={p.default!r}"
-                     for p in inspect.signature(getattr(clipper_deploy_tensorflow, fn)).parameters.values())
-    assert ours == seed
+    documented = seed_signature(f"clipper_admin.deployers.tensorflow.{fn}")
+    if documented is None:
+        pytest.skip("Clipper's model-deployers document is not beside this checkout")
+    assert signature(getattr(clipper_deploy_tensorflow, fn)) == documented
