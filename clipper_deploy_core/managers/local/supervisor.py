@@ -30,7 +30,7 @@ class Replica:
     proc: asyncio.subprocess.Process | None = None
     status: str = "starting"  # starting | ready | restarting | failed | stopped
     ready: asyncio.Event = field(default_factory=asyncio.Event)
-    exited: asyncio.Event = field(default_factory=asyncio.Event)
+    failed: asyncio.Event = field(default_factory=asyncio.Event)
     started_at: float = 0.0
     restarts: int = 0
 
@@ -140,18 +140,17 @@ class LocalSupervisor:
                    "CLIPPER_PORT": str(self._rpc_port[0]), "CLIPPER_REPLICA_ID": str(r.replica_id),
                    "PYTHONUNBUFFERED": "1"}
             with open(r.log, "ab") as log:
-                r.exited.clear()
                 r.started_at = time.monotonic()
                 python = await asyncio.to_thread(ensure_env, d.pkgs, self.env_root) if d.pkgs else sys.executable
                 r.proc = await asyncio.create_subprocess_exec(
                     python, "-m", "clipper_deploy_core.replica", env=env, stdin=asyncio.subprocess.DEVNULL,
                     stdout=log, stderr=log, cwd=str(self.home))
             code = await r.proc.wait()
-            r.exited.set()
             if r.status == "stopped":
                 return
             if not r.ready.is_set() and r.restarts == 0:
                 r.status = "failed"  # never got ready on its first start: the deploy reports it
+                r.failed.set()
                 return
             r.status = "restarting"
             r.restarts += 1
@@ -176,7 +175,7 @@ class LocalSupervisor:
     async def _wait_ready(self, new: list[Replica]) -> None:
         deadline = time.monotonic() + READY_TIMEOUT_S
         for r in new:
-            waiters = {asyncio.ensure_future(r.ready.wait()), asyncio.ensure_future(self._failed(r))}
+            waiters = {asyncio.ensure_future(r.ready.wait()), asyncio.ensure_future(r.failed.wait())}
             _, pending = await asyncio.wait(waiters, timeout=max(0.0, deadline - time.monotonic()),
                                                return_when=asyncio.FIRST_COMPLETED)
             for p in pending:
@@ -190,12 +189,6 @@ class LocalSupervisor:
             what = "failed to load its model" if failed else f"was not ready after {READY_TIMEOUT_S:.0f}s"
             raise ClipperException(f"Replica {r.replica_id} of {r.name}:{r.version} {what}. "
                                    f"Replica output (from {r.log}):\n{log_tail(r.log)}")
-
-    async def _failed(self, r: Replica) -> None:
-        while r.status != "failed":
-            await r.exited.wait()
-            if r.status != "failed":
-                await asyncio.sleep(0.05)
 
     async def _stop_replica(self, r: Replica, drain: bool = False) -> None:
         was_ready = r.status == "ready"
