@@ -46,7 +46,15 @@ def _scratch_env(session: nox.Session) -> dict[str, str]:
 def core(session: nox.Session) -> None:
     """The core alone (plus the toy third-party plugin its tests install from tests/)."""
     _install(session, *CORE, "-e", "tests/toy_plugin")
-    session.run(*PYTEST, "tests", "--ignore=tests/test_all_plugins.py", *session.posargs, env=_scratch_env(session))
+    session.run(*PYTEST, "tests", "--ignore=tests/test_all_plugins.py", "--ignore=tests/docker", *session.posargs,
+                env=_scratch_env(session))
+
+
+@nox.session(tags=["docker", "slow"])
+def docker(session: nox.Session) -> None:
+    """Against a real Docker engine (DOCKER_HOST; .ci/docker-engine.sh starts one): images and, later, the manager."""
+    _install(session, "-e", ".[test,docker]")
+    session.run(*PYTEST, "tests/docker", *session.posargs, env=_scratch_env(session))
 
 
 @nox.session(tags=["lint"])

@@ -117,12 +117,45 @@ def _predict(args: argparse.Namespace) -> int:
     return 0 if status == 200 else 1
 
 
+def _images_build(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import docker
+
+    from .managers.docker.images import ImageSpec, build_image, default_root_image, plugin_requirements
+    from .plugin import get_registry
+
+    plugins = [args.framework] if args.framework else [i.name for i in get_registry().infos()]
+    client = docker.from_env()
+    for plugin in plugins:
+        tag, reqs = plugin_requirements(plugin)
+        spec = ImageSpec(tag=tag, requirements=reqs, root_image=args.root or default_root_image(),
+                         wheelhouse=Path(args.wheelhouse) if args.wheelhouse else None,
+                         ca_bundle=Path(args.ca_bundle) if args.ca_bundle else None,
+                         pip_conf=Path(args.pip_conf) if args.pip_conf else None, offline=args.offline,
+                         labels={"ai.clipper-deploy.plugin": plugin})
+        print(f"building {tag} from {spec.root_image}: {' '.join(reqs)}", flush=True)
+        build_image(client, spec, network_mode=args.network)
+        print(f"built {tag}", flush=True)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="clipper-deploy", description="Deploy models as live prediction endpoints.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("plugins", help="list installed framework plugins")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_plugins)
+    images = sub.add_parser("images", help="container images").add_subparsers(dest="images_command", required=True)
+    p = images.add_parser("build", help="build the base image of core and of each installed plugin")
+    p.add_argument("--framework", help="only this plugin (e.g. pytorch; 'python' for core)")
+    p.add_argument("--from", dest="root", help="root image (default: python:<this minor>-slim)")
+    p.add_argument("--wheelhouse", help="a folder of wheels pip looks in first (--find-links)")
+    p.add_argument("--offline", action="store_true", help="install from the wheelhouse only")
+    p.add_argument("--ca-bundle", help="a CA bundle for pip inside the build")
+    p.add_argument("--pip-conf", help="a pip.conf for the build")
+    p.add_argument("--network", default="host", help="the build's network mode (default: host)")
+    p.set_defaults(func=_images_build)
     for name, func, help_text in (("start", _start, "start a local cluster"),
                                   ("stop", _stop, "stop a local cluster, its replicas and its state"),
                                   ("status", _status, "apps, models, versions and replica health"),

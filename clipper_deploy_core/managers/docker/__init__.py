@@ -1,0 +1,1 @@
+"""Docker: base images per framework (and, later, the Docker container manager)."""

@@ -1,0 +1,168 @@
+"""Build the base image for core or a plugin: Python, clipper-deploy-core, the plugin and its framework.
+
+Works offline: the root image may be a local one (no registry needed), Python's own packages come
+from a local wheelhouse (``pip --find-links``), and a CA bundle or ``pip.conf`` given by the user
+is copied into the build. The Python minor in the image must be the one that pickles the predict
+functions, so the build checks it and fails with a message otherwise. Uses the docker SDK only.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import platform
+import sys
+import tarfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ...exceptions import ClipperException
+
+LOG_TAIL_LINES = 40
+
+
+def default_root_image() -> str:
+    """An official slim Python image of this Python's minor version."""
+    return f"python:{'.'.join(platform.python_version().split('.')[:2])}-slim"
+
+
+@dataclass
+class ImageSpec:
+    tag: str
+    requirements: list[str]  # pip requirement specifiers, resolved against the wheelhouse first
+    root_image: str = field(default_factory=default_root_image)
+    wheelhouse: Path | None = None
+    ca_bundle: Path | None = None
+    pip_conf: Path | None = None
+    offline: bool = False  # pip may use the wheelhouse only
+    python_minor: str = field(default_factory=lambda: ".".join(platform.python_version().split(".")[:2]))
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+def dockerfile(spec: ImageSpec) -> str:
+    pip_flags = ["--no-cache-dir", "--disable-pip-version-check"]
+    if spec.wheelhouse is not None:
+        pip_flags += ["--find-links", "/build/wheels"]
+    if spec.offline:
+        pip_flags.append("--no-index")
+    env = []
+    if spec.ca_bundle is not None:
+        env.append("ENV PIP_CERT=/build/ca.crt SSL_CERT_FILE=/build/ca.crt REQUESTS_CA_BUNDLE=/build/ca.crt")
+    if spec.pip_conf is not None:
+        env.append("ENV PIP_CONFIG_FILE=/build/pip.conf")
+    reqs = " ".join(json.dumps(r) for r in spec.requirements)
+    labels = " ".join(f"{k}={json.dumps(v)}" for k, v in sorted(spec.labels.items()))
+    return "\n".join([
+        f"FROM {spec.root_image}",
+        "COPY build /build",
+        *env,
+        # A root image without Python (a bare Debian) gets the distribution's python3 and venv.
+        "RUN command -v python3 >/dev/null || (apt-get update && apt-get install -y --no-install-recommends "
+        "python3 python3-venv ca-certificates && rm -rf /var/lib/apt/lists/*)",
+        f"RUN python3 -c 'import sys; v = \"%d.%d\" % sys.version_info[:2]; "
+        f"assert v == \"{spec.python_minor}\", \"the root image has Python \" + v + \", but predict functions are "
+        f"pickled by Python {spec.python_minor}: use a root image with Python {spec.python_minor}\"'",
+        "RUN python3 -m venv /opt/clipper-deploy",
+        f"RUN /opt/clipper-deploy/bin/pip install {' '.join(pip_flags)} {reqs}",
+        "ENV PATH=/opt/clipper-deploy/bin:$PATH PYTHONUNBUFFERED=1",
+        *([f"LABEL {labels}"] if labels else []),
+        'CMD ["python", "-m", "clipper_deploy_core.replica"]',
+        "",
+    ])
+
+
+def build_context(spec: ImageSpec) -> io.BytesIO:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        data = dockerfile(spec).encode()
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+        build_dir = tarfile.TarInfo("build")
+        build_dir.type = tarfile.DIRTYPE
+        tar.addfile(build_dir)
+        if spec.wheelhouse is not None:
+            tar.add(str(spec.wheelhouse), arcname="build/wheels")
+        if spec.ca_bundle is not None:
+            tar.add(str(spec.ca_bundle), arcname="build/ca.crt")
+        if spec.pip_conf is not None:
+            tar.add(str(spec.pip_conf), arcname="build/pip.conf")
+    buf.seek(0)
+    return buf
+
+
+def _printer(stream: Any) -> Callable[[dict[str, Any]], None]:
+    def show(event: dict[str, Any]) -> None:
+        text = event.get("stream")
+        if text:
+            stream.write(text)
+        elif event.get("status"):
+            stream.write(f"{event['status']} {event.get('progress', '')}\n")
+        stream.flush()
+    return show
+
+
+def build_image(client: Any, spec: ImageSpec, network_mode: str | None = "host",
+                progress: Callable[[dict[str, Any]], None] | None = None) -> str:
+    """Build ``spec`` with the docker SDK, streaming each step to ``progress`` (stdout by default).
+
+    Raises ``ClipperException`` with the tail of the build log when the build fails.
+    """
+    show = progress or _printer(sys.stdout)
+    log: list[str] = []
+    stream = client.api.build(fileobj=build_context(spec), custom_context=True, tag=spec.tag, rm=True,
+                              forcerm=True, decode=True, network_mode=network_mode)
+    for event in stream:
+        show(event)
+        if "stream" in event:
+            log.extend(event["stream"].splitlines())
+        if "error" in event or "errorDetail" in event:
+            detail = event.get("error") or event["errorDetail"].get("message", "")
+            tail = "\n".join(log[-LOG_TAIL_LINES:])
+            raise ClipperException(f"Building image {spec.tag} failed: {detail}\nBuild log (last lines):\n{tail}")
+    return spec.tag
+
+
+def plugin_requirements(plugin: str) -> tuple[str, list[str]]:
+    """The image tag and pinned requirements for core (``plugin="python"``) or an installed plugin:
+    the distributions at their installed versions, and the plugin's ``framework`` extra likewise."""
+    import importlib_metadata
+    from packaging.requirements import Requirement
+
+    from ...plugin import get_registry
+
+    registry = get_registry()
+    info = registry.info(plugin)
+    minor = ".".join(platform.python_version().split(".")[:2])
+    tag = str(registry.call(plugin, "base_image", python_version=minor))
+    core = importlib_metadata.version("clipper-deploy-core")
+    reqs = [f"clipper-deploy-core=={core}"]
+    if info.distribution != "clipper-deploy-core":
+        reqs.append(f"{info.distribution}=={info.version}")
+        for raw in importlib_metadata.requires(info.distribution) or []:
+            req = Requirement(raw)
+            if req.marker is not None and req.marker.evaluate({"extra": "framework"}) and \
+                    not req.marker.evaluate({"extra": ""}):
+                try:
+                    reqs.append(f"{req.name}=={importlib_metadata.version(req.name)}")
+                except importlib_metadata.PackageNotFoundError:
+                    reqs.append(str(Requirement(raw.split(";")[0])))
+    return tag, reqs
+
+
+def wheelhouse_from_sources(sources: Sequence[Path], dest: Path) -> Path:
+    """Wheels of local source trees (this repository's core and plugins), built without their dependencies."""
+    import shutil
+    import subprocess
+
+    dest.mkdir(parents=True, exist_ok=True)
+    uv = shutil.which("uv")
+    for src in sources:
+        cmd = ([uv, "build", "--wheel", "--quiet", "--out-dir", str(dest), str(src)] if uv else
+               [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", str(dest), str(src)])
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode:
+            raise ClipperException(f"Building a wheel of {src} failed:\n{proc.stderr[-2000:]}")
+    return dest
