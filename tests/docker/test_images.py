@@ -6,8 +6,13 @@ from pathlib import Path
 import pytest
 
 from clipper_deploy_core import ClipperException
-from clipper_deploy_core.managers.docker.images import (ImageSpec, build_image, dockerfile, plugin_requirements,
-                                                        wheelhouse_from_sources)
+from clipper_deploy_core.managers.docker.images import (
+    ImageSpec,
+    build_image,
+    dockerfile,
+    plugin_requirements,
+    wheelhouse_from_sources,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
