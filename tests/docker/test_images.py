@@ -23,13 +23,20 @@ def wheelhouse(tmp_path_factory):
     return wheelhouse_from_sources([ROOT], tmp_path_factory.mktemp("wheels"))
 
 
-def test_core_base_image_builds_and_lists_the_closure_plugin(docker_client, root_image, wheelhouse):
+@pytest.fixture(scope="module")
+def core_image(docker_client, root_image, wheelhouse):
     tag, reqs = plugin_requirements("python")
     events = []
     spec = ImageSpec(tag=tag, requirements=reqs, root_image=root_image, wheelhouse=wheelhouse,
                      ca_bundle=CA_BUNDLE if CA_BUNDLE.exists() else None, labels={"ai.clipper-deploy.test": "1"})
     assert build_image(docker_client, spec, progress=events.append) == tag
     assert any("Step" in e.get("stream", "") for e in events)  # progress arrives step by step
+    return spec, reqs
+
+
+def test_core_base_image_builds_and_lists_the_closure_plugin(docker_client, core_image):
+    spec, reqs = core_image
+    tag = spec.tag
     out = docker_client.containers.run(tag, ["python", "-m", "clipper_deploy_core.cli", "plugins", "--json"],
                                        remove=True, network_mode="host")
     plugins = {p["name"]: p for p in json.loads(out)}
@@ -54,3 +61,52 @@ def test_offline_builds_use_the_wheelhouse_only():
                                 wheelhouse=Path("w"), offline=True, pip_conf=Path("pip.conf")))
     assert "FROM local/x" in text and "--find-links /build/wheels" in text and "--no-index" in text
     assert "PIP_CONFIG_FILE=/build/pip.conf" in text
+
+
+def test_a_model_image_serves_as_a_replica_of_a_local_cluster(docker_client, core_image, tmp_path):
+    """build_model's image: FROM the base image, pkgs_to_install at build time, the bundle with its digest."""
+    import time
+
+    from clipper_deploy_core.bundle import save_bundle
+    from clipper_deploy_core.managers.docker.images import build_model_image, model_image_tag
+    from clipper_deploy_core.testing import local_cluster, query
+
+    def tabulated(xs):
+        import tabulate  # installed in the image only, by pkgs_to_install
+
+        return [tabulate.tabulate([[len(x)]], tablefmt="plain") for x in xs]
+
+    bundle = save_bundle(tmp_path / "b", name="tab", version=1, input_type="doubles", func=tabulated,
+                         pkgs_to_install=["tabulate==0.9.0"])
+    tag = model_image_tag("docker-test", "tab", "1")
+    assert tag == "docker-test-tab:1"
+    build_model_image(docker_client, bundle, core_image[0].tag, tag, ["tabulate==0.9.0"], progress=lambda e: None)
+    with local_cluster("docker-test", tmp_path / "home") as conn:
+        conn.register_application("tab", "doubles", "none-yet", 5_000_000)
+        conn.register_model("tab", 1, "doubles", image=tag)
+        conn.link_model_to_app("tab", "tab")
+        rpc_port = conn.cm.info["rpc"].rsplit(":", 1)[1]
+        container = docker_client.containers.run(
+            tag, detach=True, network_mode="host", labels={"ai.clipper-deploy.test": "1"},
+            environment={"CLIPPER_IP": "127.0.0.1", "CLIPPER_PORT": rpc_port})
+        try:
+            deadline = time.monotonic() + 120
+            while True:
+                status, reply = query(conn, "tab", {"input": [1.0, 2.0, 3.0]})
+                if not reply["default"] or time.monotonic() > deadline:
+                    break
+                container.reload()
+                assert container.status != "exited", container.logs().decode()[-2000:]
+            assert status == 200 and reply["output"] == 3, container.logs().decode()[-2000:]
+        finally:
+            container.remove(force=True)
+
+
+def test_a_failed_model_build_carries_the_log_tail(docker_client, core_image, tmp_path):
+    from clipper_deploy_core.bundle import save_bundle
+    from clipper_deploy_core.managers.docker.images import build_model_image
+
+    bundle = save_bundle(tmp_path / "b", name="bad", version=1, input_type="doubles", func=len)
+    with pytest.raises(ClipperException, match=r"Building image docker-test-bad:1 failed(.|\n)*no-such-package"):
+        build_model_image(docker_client, bundle, core_image[0].tag, "docker-test-bad:1",
+                          ["no-such-package-clipper-xyz==1.0"], progress=lambda e: None)

@@ -110,19 +110,23 @@ def build_image(client: Any, spec: ImageSpec, network_mode: str | None = "host",
 
     Raises ``ClipperException`` with the tail of the build log when the build fails.
     """
+    return _run_build(client, build_context(spec), spec.tag, network_mode, progress)
+
+
+def _run_build(client: Any, context: io.BytesIO, tag: str, network_mode: str | None,
+               progress: Callable[[dict[str, Any]], None] | None) -> str:
     show = progress or _printer(sys.stdout)
     log: list[str] = []
-    stream = client.api.build(fileobj=build_context(spec), custom_context=True, tag=spec.tag, rm=True,
-                              forcerm=True, decode=True, network_mode=network_mode)
-    for event in stream:
+    for event in client.api.build(fileobj=context, custom_context=True, tag=tag, rm=True, forcerm=True, decode=True,
+                                  network_mode=network_mode):
         show(event)
         if "stream" in event:
             log.extend(event["stream"].splitlines())
         if "error" in event or "errorDetail" in event:
             detail = event.get("error") or event["errorDetail"].get("message", "")
             tail = "\n".join(log[-LOG_TAIL_LINES:])
-            raise ClipperException(f"Building image {spec.tag} failed: {detail}\nBuild log (last lines):\n{tail}")
-    return spec.tag
+            raise ClipperException(f"Building image {tag} failed: {detail}\nBuild log (last lines):\n{tail}")
+    return tag
 
 
 def plugin_requirements(plugin: str) -> tuple[str, list[str]]:
@@ -166,3 +170,47 @@ def wheelhouse_from_sources(sources: Sequence[Path], dest: Path) -> Path:
         if proc.returncode:
             raise ClipperException(f"Building a wheel of {src} failed:\n{proc.stderr[-2000:]}")
     return dest
+
+
+def model_image_tag(cluster: str, name: str, version: str, registry: str | None = None) -> str:
+    """Clipper's tag scheme: ``[registry/]<cluster>-<name>:<version>``."""
+    return f"{registry.rstrip('/') + '/' if registry else ''}{cluster}-{name}:{version}"
+
+
+def build_model_image(client: Any, bundle_dir: Path, base_image: str, tag: str,
+                      pkgs_to_install: Sequence[str] | None = None, registry_push: bool = False,
+                      network_mode: str | None = "host",
+                      progress: Callable[[dict[str, Any]], None] | None = None) -> str:
+    """One image per model version: FROM the base image, ``pkgs_to_install`` installed at build time (never
+    when a replica starts), the bundle copied to ``/model`` with its digest, so the replica verifies it."""
+    from ...bundle import bundle_digest, read_manifest
+
+    manifest = read_manifest(bundle_dir)
+    pkgs = list(pkgs_to_install or [])
+    for p in pkgs:
+        if p.strip().startswith("-"):
+            raise ClipperException(f"pkgs_to_install entry {p!r} looks like a pip option; give requirement specifiers")
+    lines = [f"FROM {base_image}", "COPY model /model",
+             f"ENV CLIPPER_MODEL_PATH=/model CLIPPER_BUNDLE_DIGEST={bundle_digest(bundle_dir)} "
+             f"CLIPPER_MODEL_NAME={manifest.name} CLIPPER_MODEL_VERSION={manifest.version} "
+             f"CLIPPER_INPUT_TYPE={manifest.input_type}"]
+    if pkgs:
+        lines.append("RUN pip install --no-cache-dir --disable-pip-version-check -- "
+                     + " ".join(json.dumps(p) for p in pkgs))
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        data = ("\n".join(lines) + "\n").encode()
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+        tar.add(str(bundle_dir), arcname="model")
+    buf.seek(0)
+    _run_build(client, buf, tag, network_mode, progress)
+    if registry_push:
+        show = progress or _printer(sys.stdout)
+        repo, _, version = tag.rpartition(":")
+        for event in client.api.push(repo, tag=version, stream=True, decode=True):
+            show(event)
+            if "error" in event or "errorDetail" in event:
+                raise ClipperException(f"Pushing {tag} failed: {event.get('error') or event['errorDetail']}")
+    return tag
