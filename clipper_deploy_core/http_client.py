@@ -12,7 +12,7 @@ from .exceptions import ClipperException
 
 def request(method: str, url: str, body: Any = None, timeout: float = 30.0,
             headers: dict[str, str] | None = None) -> tuple[int, str]:
-    data = None if body is None else json.dumps(body).encode()
+    data = body if body is None or isinstance(body, bytes) else json.dumps(body).encode()
     req = urllib.request.Request(url, data=data, method=method,
                                  headers={"Content-Type": "application/json", **(headers or {})})
     try:

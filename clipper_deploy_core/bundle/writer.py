@@ -31,7 +31,8 @@ def hash_tree(root: Path) -> dict[str, str]:
     return out
 
 
-def _check_pkgs(pkgs: Sequence[str] | None) -> list[str]:
+def validate_pkgs(pkgs: Sequence[str] | None) -> list[str]:
+    """``pkgs_to_install`` as clean requirement strings; anything pip would read as an option is refused."""
     if pkgs is None:
         return []
     if isinstance(pkgs, str) or not all(isinstance(p, str) and p.strip() for p in pkgs):
@@ -66,7 +67,7 @@ def save_bundle(
     input_type = canonical_input_type(input_type)
     if not callable(func):
         raise ClipperException(f"func must be callable, got {type(func).__name__}")
-    pkgs = _check_pkgs(pkgs_to_install)
+    pkgs = validate_pkgs(pkgs_to_install)
     info = registry.info(plugin)
     root = Path(bundle_dir) if bundle_dir is not None else Path(tempfile.mkdtemp(prefix=f"clipper-bundle-{name}-"))
     root.mkdir(parents=True, exist_ok=True)

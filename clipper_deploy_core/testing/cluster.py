@@ -6,11 +6,11 @@ import contextlib
 import inspect
 import json
 import re
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+from ..http_client import request
 
 SEED_ENV = "CLIPPER_DEPLOY_SEED"
 
@@ -31,14 +31,8 @@ def local_cluster(name: str, home: Path | str) -> Iterator[Any]:
 
 def query(conn: Any, app: str, body: Any, timeout: float = 120.0) -> tuple[int, Any]:
     """POST ``body`` (JSON-encoded unless it is ``bytes``) to ``/<app>/predict``: ``(status, decoded reply)``."""
-    data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    req = urllib.request.Request(f"http://{conn.get_query_addr()}/{app}/predict", data=data,
-                                 headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
+    status, text = request("POST", f"http://{conn.get_query_addr()}/{app}/predict", body, timeout)
+    return status, json.loads(text)
 
 
 def predict(conn: Any, app: str, body: Any, timeout: float = 120.0) -> Any:

@@ -184,12 +184,10 @@ def build_model_image(client: Any, bundle_dir: Path, base_image: str, tag: str,
     """One image per model version: FROM the base image, ``pkgs_to_install`` installed at build time (never
     when a replica starts), the bundle copied to ``/model`` with its digest, so the replica verifies it."""
     from ...bundle import bundle_digest, read_manifest
+    from ...bundle.writer import validate_pkgs
 
     manifest = read_manifest(bundle_dir)
-    pkgs = list(pkgs_to_install or [])
-    for p in pkgs:
-        if p.strip().startswith("-"):
-            raise ClipperException(f"pkgs_to_install entry {p!r} looks like a pip option; give requirement specifiers")
+    pkgs = validate_pkgs(pkgs_to_install)
     lines = [f"FROM {base_image}", "COPY model /model",
              f"ENV CLIPPER_MODEL_PATH=/model CLIPPER_BUNDLE_DIGEST={bundle_digest(bundle_dir)} "
              f"CLIPPER_MODEL_NAME={manifest.name} CLIPPER_MODEL_VERSION={manifest.version} "
