@@ -36,6 +36,7 @@ class Task:
     input: Any
     deadline: float
     slo: float  # seconds; the batch policy's budget comes from it
+    retried: bool = False  # sent again once after its replica died; never twice (it may be what kills them)
     future: asyncio.Future[Outcome] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
@@ -48,6 +49,12 @@ class ModelQueue:
     def put(self, task: Task) -> None:
         self.tasks.append(task)
         self._nonempty.set()
+
+    def requeue(self, tasks: list[Task]) -> None:
+        """Put tasks back at the head of the queue, in their order (they were the oldest)."""
+        self.tasks.extendleft(reversed(tasks))
+        if tasks:
+            self._nonempty.set()
 
     async def get_batch(self, cap: int) -> list[Task]:
         """Up to ``cap`` queued inputs, as soon as there is at least one: a batch never waits to fill."""
@@ -122,11 +129,17 @@ class Dispatcher:
             self.live[key].discard(rid)
             self._drain.pop((key, rid), None)
             self.metrics.live_replicas.labels(*key).set(self.live_replicas(key))
+            # A batch lost with its replica goes to another replica (or this one, restarted) once.
+            retry = [t for t in inflight if not t.future.done() and not t.retried]
             for t in inflight:
-                if not t.future.done():
+                if not t.future.done() and t.retried:
                     t.future.set_result(Outcome(reason="replica_died", explanation=(
-                        f"Model {key[0]}:{key[1]} replica {rid} died while processing this query; "
-                        f"it is being restarted")))
+                        f"Model {key[0]}:{key[1]}: two replicas died while processing this query (it may be what "
+                        f"crashes them); replicas are being restarted")))
+            for t in retry:
+                t.retried = True
+            if retry:
+                self.queues[key].requeue(retry)
             writer.close()
             if self.on_replica_gone:
                 self.on_replica_gone(key[0], key[1], rid)
