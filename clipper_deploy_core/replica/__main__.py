@@ -2,7 +2,8 @@
 
 Configured through Clipper's container environment contract: ``CLIPPER_MODEL_NAME``,
 ``CLIPPER_MODEL_VERSION``, ``CLIPPER_MODEL_PATH`` (the bundle), ``CLIPPER_IP``/``CLIPPER_PORT``
-(the frontend's RPC port), plus ``CLIPPER_REPLICA_ID`` and ``CLIPPER_BUNDLE_DIGEST``.
+(the frontend's RPC port), plus ``CLIPPER_REPLICA_ID``, ``CLIPPER_BUNDLE_DIGEST`` and
+``CLIPPER_HEALTH_PORT`` (see :mod:`.health`).
 Exits 3 when the bundle fails to load (the traceback is on stderr), 0 when the frontend goes away.
 """
 
@@ -11,11 +12,13 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import time
 import traceback
 from typing import Any
 
 from .. import wire
 from ..inputs import InputError, parse_single_input, to_batch, validate_input
+from .health import start_from_env
 
 LOAD_FAILED = 3
 
@@ -70,11 +73,26 @@ def serve(loaded: Any, sock: socket.socket) -> None:
             return
 
 
+def _connect(host: str, port: int, timeout: float) -> socket.socket:
+    """The frontend may still be starting (a pod or container of its own): retry until ``timeout``."""
+    deadline, delay = time.monotonic() + timeout, 0.05
+    while True:
+        try:
+            return socket.create_connection((host, port), timeout=10)
+        except OSError as e:
+            if time.monotonic() + delay > deadline:
+                raise ConnectionError(f"cannot reach the frontend's RPC port at {host}:{port}: {e}") from e
+            print(f"replica: frontend at {host}:{port} not reachable yet ({e}); retrying", flush=True)
+            time.sleep(delay)  # backoff between connection attempts, not a wait for a result
+            delay = min(delay * 2, 2.0)
+
+
 def main() -> int:
     name, version = _env("CLIPPER_MODEL_NAME"), _env("CLIPPER_MODEL_VERSION")
     path, digest = _env("CLIPPER_MODEL_PATH"), os.environ.get("CLIPPER_BUNDLE_DIGEST") or None
     host, port = _env("CLIPPER_IP", "127.0.0.1"), int(_env("CLIPPER_PORT", "7000"))
     replica_id = int(_env("CLIPPER_REPLICA_ID", "0"))
+    health = start_from_env()
     try:
         from ..bundle import load_bundle
 
@@ -86,12 +104,15 @@ def main() -> int:
         traceback.print_exc()
         sys.stderr.flush()
         return LOAD_FAILED
-    sock = socket.create_connection((host, port))
+    sock = _connect(host, port, float(os.environ.get("CLIPPER_CONNECT_TIMEOUT", "30")))
+    sock.settimeout(None)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     wire.send_frame(sock, {"type": "hello", "model": name, "version": version, "replica_id": replica_id,
                            "pid": os.getpid()})
+    health.status = "ready"
     print(f"replica {name}:{version}#{replica_id} ready (pid {os.getpid()})", flush=True)
     serve(loaded, sock)
+    health.status = "disconnected"
     return 0
 
 

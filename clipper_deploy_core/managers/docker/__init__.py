@@ -1,1 +1,5 @@
-"""Docker: base images per framework (and, later, the Docker container manager)."""
+"""Docker: base images per framework, model images, and the Docker container manager."""
+
+from .manager import DockerContainerManager
+
+__all__ = ["DockerContainerManager"]

@@ -15,9 +15,9 @@ from typing import Any
 from ...bundle import bundle_digest, read_manifest, verify_bundle
 from ...envs import default_home
 from ...exceptions import ClipperException
-from ...http_client import admin_post, request
+from ...http_client import request
 from ...naming import validate_name
-from ..base import ContainerManager
+from ..admin_client import AdminBackedManager
 
 START_TIMEOUT_S = 60.0
 
@@ -35,7 +35,7 @@ def _alive(pid: int) -> bool:
         return True
 
 
-class LocalContainerManager(ContainerManager):
+class LocalContainerManager(AdminBackedManager):
     def __init__(self, cluster_name: str = "default-cluster", clipper_query_port: int = 1337,
                  clipper_management_port: int = 1338, clipper_rpc_port: int = 7000, home: str | Path | None = None,
                  query_host: str = "127.0.0.1", admin_host: str = "127.0.0.1",
@@ -70,7 +70,7 @@ class LocalContainerManager(ContainerManager):
             env["CLIPPER_ADMIN_TOKEN"] = self.admin_token
         q, a, r = self.ports
         proc = subprocess.Popen(
-            [sys.executable, "-m", "clipper_deploy_core.managers.local.cluster", "--name", self.cluster_name,
+            [sys.executable, "-m", "clipper_deploy_core.managers.cluster", "--name", self.cluster_name,
              "--home", str(self.dir), "--query-host", self.query_host, "--query-port", str(q), "--admin-host",
              self.admin_host, "--admin-port", str(a), "--rpc-port", str(r), "--max-body", str(self.max_request_bytes),
              "--env-root", str(self.home)],
@@ -111,9 +111,6 @@ class LocalContainerManager(ContainerManager):
     def get_metric_addr(self) -> str:
         return self.get_query_addr()  # /metrics is served on the query port
 
-    def _admin(self, path: str, body: dict[str, Any], timeout: float = 30.0) -> Any:
-        return admin_post(self.get_admin_addr(), path, body, timeout, self.admin_token)
-
     # --- models -------------------------------------------------------------------------------
     def build_model(self, name: str, version: str, model_data_path: str, base_image: str,
                     container_registry: str | None = None, pkgs_to_install: list[str] | None = None) -> str:
@@ -132,19 +129,7 @@ class LocalContainerManager(ContainerManager):
 
     def deploy_model(self, name: str, version: str, input_type: str, image: str, num_replicas: int = 1) -> None:
         manifest = read_manifest(image)
-        self._admin("deploy_replicas", {"model_name": name, "model_version": str(version), "bundle_dir": image,
-                                        "digest": bundle_digest(Path(image)), "num_replicas": num_replicas,
-                                        "pkgs_to_install": manifest.pkgs_to_install}, timeout=3600)
-
-    def _containers(self) -> list[dict[str, Any]]:
-        return list(self._admin("get_all_containers", {"verbose": True}))
-
-    def get_num_replicas(self, name: str, version: str) -> int:
-        return sum(1 for c in self._containers() if (c["model_name"], c["model_version"]) == (name, str(version)))
-
-    def set_num_replicas(self, name: str, version: str, input_type: str, image: str, num_replicas: int) -> None:
-        self._admin("set_num_replicas", {"model_name": name, "model_version": str(version),
-                                         "num_replicas": num_replicas}, timeout=3600)
+        self._deploy(name, version, image, bundle_digest(Path(image)), num_replicas, manifest.pkgs_to_install)
 
     def get_logs(self, logging_dir: str) -> list[str]:
         out = Path(logging_dir)
@@ -156,16 +141,6 @@ class LocalContainerManager(ContainerManager):
                 shutil.copyfile(src, dst)
                 paths.append(str(dst))
         return paths
-
-    def stop_models(self, models: dict[str, list[str]]) -> None:
-        for name, versions in models.items():
-            for v in versions:
-                if self._admin("get_deployment", {"model_name": name, "model_version": str(v)}):
-                    self.set_num_replicas(name, v, "", "", 0)
-
-    def stop_all_model_containers(self) -> None:
-        for c in self._containers():
-            self.set_num_replicas(c["model_name"], c["model_version"], "", "", 0)
 
     def stop_all(self, graceful: bool = True) -> None:
         """Stop the cluster and every replica, and delete its state (as Clipper's stop_all did)."""

@@ -1,19 +1,22 @@
-"""Runs replica processes for the local cluster: start, wait for readiness, restart with backoff."""
+"""Keeps each model version's replicas running: start, wait for readiness, restart with backoff, drain.
+
+Where a replica runs is a ``ReplicaRunner``'s business: local processes
+(:mod:`.local.processes`) or containers (:mod:`.docker.containers`). The supervisor owns the
+policy, so every manager restarts, reports and scales the same way.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import os
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from ...envs import ensure_env
-from ...exceptions import ClipperException
-from ...frontend.state import ClusterState, Deployment
+from ..exceptions import ClipperException
+from ..frontend.state import ClusterState, Deployment
 
 READY_TIMEOUT_S = float(os.environ.get("CLIPPER_DEPLOY_READY_TIMEOUT", "300"))
 BACKOFF_START_S, BACKOFF_MAX_S, STABLE_S = 0.2, 10.0, 30.0
@@ -27,17 +30,42 @@ class Replica:
     version: str
     replica_id: int
     log: Path
-    proc: asyncio.subprocess.Process | None = None
+    handle: Any = None  # the runner's: a process, a container
     status: str = "starting"  # starting | ready | restarting | failed | stopped
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     failed: asyncio.Event = field(default_factory=asyncio.Event)
     started_at: float = 0.0
     restarts: int = 0
 
+    where: dict[str, Any] = field(default_factory=dict)  # the runner's identifiers: pid, container id
+
     def info(self, input_type: str) -> dict[str, Any]:
         return {"model_id": f"{self.name}:{self.version}", "model_name": self.name, "model_version": self.version,
                 "model_replica_id": self.replica_id, "input_type": input_type, "status": self.status,
-                "pid": self.proc.pid if self.proc else None, "restarts": self.restarts, "log": str(self.log)}
+                "restarts": self.restarts, "log": str(self.log), **self.where}
+
+
+class ReplicaRunner(Protocol):
+    """Starts and stops one replica; the supervisor decides when."""
+
+    async def prepare(self, d: Deployment) -> None:
+        """Before the deployment is recorded: fail here (with a reason) if its replicas cannot start."""
+
+    async def start(self, d: Deployment, r: Replica, env: dict[str, str]) -> None:
+        """Start replica ``r`` with Clipper's container environment ``env``; set ``r.handle`` and ``r.where``."""
+
+    async def wait(self, r: Replica) -> int:
+        """Until the replica exits (or its health check says it is hung): its exit code. Its output is in
+        ``r.log`` when this returns."""
+
+    async def terminate(self, r: Replica, timeout: float) -> None:
+        """Stop it: politely, then by force after ``timeout`` seconds. Idempotent."""
+
+    async def until_healthy(self, r: Replica, deadline: float) -> bool:
+        """After the replica linked to the frontend: wait for its health check, where it has one."""
+
+    async def cleanup(self) -> None:
+        """On (re)start of the cluster: remove replicas a previous cluster process left behind."""
 
 
 def log_tail(path: Path) -> str:
@@ -47,13 +75,12 @@ def log_tail(path: Path) -> str:
         return "(no log)"
 
 
-class LocalSupervisor:
-    """Implements the admin API's ``ReplicaController`` with local processes."""
+class ReplicaSupervisor:
+    """Implements the admin API's ``ReplicaController`` with a ``ReplicaRunner``."""
 
-    def __init__(self, state: ClusterState, home: Path, rpc_port_ref: list[int], env_root: Path | None = None,
+    def __init__(self, state: ClusterState, home: Path, runner: ReplicaRunner, rpc_addr: Callable[[], tuple[str, int]],
                  drain: Callable[[str, str, int], None] | None = None) -> None:
-        self.state, self.home, self._rpc_port = state, home, rpc_port_ref
-        self.env_root = env_root
+        self.state, self.home, self.runner, self._rpc_addr = state, home, runner, rpc_addr
         self._drain = drain
         self.procs: dict[tuple[str, str], list[Replica]] = {}
         self._next_id: dict[tuple[str, str], int] = {}
@@ -75,10 +102,7 @@ class LocalSupervisor:
         return out
 
     async def deploy(self, d: Deployment) -> None:
-        if not (Path(d.bundle_dir) / "manifest.json").is_file():
-            raise ClipperException(f"No bundle at {d.bundle_dir}")
-        if d.pkgs:  # built before the deployment is recorded, so a failed install leaves nothing behind
-            await asyncio.to_thread(ensure_env, d.pkgs, self.env_root)
+        await self.runner.prepare(d)  # before the deployment is recorded: a failure leaves nothing behind
         self.state.put_deployment(d)
         await self._scale(d, d.num_replicas, wait=True)
 
@@ -98,6 +122,7 @@ class LocalSupervisor:
 
     async def restore(self) -> None:
         """Bring back every deployment recorded in the state (after a cluster restart)."""
+        await self.runner.cleanup()
         for d in self.state.deployments():
             await self._scale(d, d.num_replicas, wait=False)
 
@@ -135,17 +160,18 @@ class LocalSupervisor:
     async def _run(self, d: Deployment, r: Replica) -> None:
         backoff = BACKOFF_START_S
         while r.status != "stopped":
-            env = {**os.environ, "CLIPPER_MODEL_NAME": d.name, "CLIPPER_MODEL_VERSION": d.version,
-                   "CLIPPER_MODEL_PATH": d.bundle_dir, "CLIPPER_BUNDLE_DIGEST": d.digest, "CLIPPER_IP": "127.0.0.1",
-                   "CLIPPER_PORT": str(self._rpc_port[0]), "CLIPPER_REPLICA_ID": str(r.replica_id),
-                   "PYTHONUNBUFFERED": "1"}
-            with open(r.log, "ab") as log:
-                r.started_at = time.monotonic()
-                python = await asyncio.to_thread(ensure_env, d.pkgs, self.env_root) if d.pkgs else sys.executable
-                r.proc = await asyncio.create_subprocess_exec(
-                    python, "-m", "clipper_deploy_core.replica", env=env, stdin=asyncio.subprocess.DEVNULL,
-                    stdout=log, stderr=log, cwd=str(self.home))
-            code = await r.proc.wait()
+            host, port = self._rpc_addr()
+            env = {"CLIPPER_MODEL_NAME": d.name, "CLIPPER_MODEL_VERSION": d.version, "CLIPPER_MODEL_PATH": d.bundle_dir,
+                   "CLIPPER_BUNDLE_DIGEST": d.digest, "CLIPPER_IP": host, "CLIPPER_PORT": str(port),
+                   "CLIPPER_REPLICA_ID": str(r.replica_id), "PYTHONUNBUFFERED": "1"}
+            r.started_at = time.monotonic()
+            try:
+                await self.runner.start(d, r, env)
+                code = await self.runner.wait(r)
+            except Exception as e:  # noqa: BLE001 - a runner failure (no image, engine error) is this replica's exit
+                with open(r.log, "a") as log:
+                    log.write(f"\n[supervisor] could not run the replica: {type(e).__name__}: {e}\n")
+                code = -1
             if r.status == "stopped":
                 return
             if not r.ready.is_set() and r.restarts == 0:
@@ -180,29 +206,28 @@ class LocalSupervisor:
                                                return_when=asyncio.FIRST_COMPLETED)
             for p in pending:
                 p.cancel()
-            if r.ready.is_set():
+            if r.ready.is_set() and await self.runner.until_healthy(r, deadline):
                 continue
-            failed = r.status == "failed"
+            if r.status == "failed":
+                what = "failed to load its model"
+            elif r.ready.is_set():
+                what = f"loaded its model but its health check did not pass within {READY_TIMEOUT_S:.0f}s"
+            else:
+                what = f"was not ready after {READY_TIMEOUT_S:.0f}s"
             for other in new:
                 await self._stop_replica(other)
             self.state.delete_deployment(r.name, r.version)
-            what = "failed to load its model" if failed else f"was not ready after {READY_TIMEOUT_S:.0f}s"
             raise ClipperException(f"Replica {r.replica_id} of {r.name}:{r.version} {what}. "
                                    f"Replica output (from {r.log}):\n{log_tail(r.log)}")
 
     async def _stop_replica(self, r: Replica, drain: bool = False) -> None:
         was_ready = r.status == "ready"
         r.status = "stopped"
-        if drain and was_ready and self._drain is not None and r.proc is not None:
-            self._drain(r.name, r.version, r.replica_id)
+        if drain and was_ready and self._drain is not None and r.handle is not None:
+            self._drain(r.name, r.version, r.replica_id)  # it exits once its batch in flight is answered
             try:
-                await asyncio.wait_for(r.proc.wait(), DRAIN_TIMEOUT_S)
+                await asyncio.wait_for(self.runner.wait(r), DRAIN_TIMEOUT_S)
             except asyncio.TimeoutError:
                 pass
-        if r.proc and r.proc.returncode is None:
-            r.proc.terminate()
-            try:
-                await asyncio.wait_for(r.proc.wait(), 5)
-            except asyncio.TimeoutError:
-                r.proc.kill()
-                await r.proc.wait()
+        if r.handle is not None:
+            await self.runner.terminate(r, 5.0)

@@ -1,7 +1,9 @@
-"""The local cluster process: query frontend, admin API, RPC port, state and replica supervisor.
+"""The cluster process: query frontend, admin API, RPC port, state and replica supervisor.
 
-Started in the background by ``LocalContainerManager.start_clipper()``; outlives the script that
-started it. ``cluster.json`` in its directory says where it listens, for ``connect()``.
+``LocalContainerManager.start_clipper()`` starts it in the background (replicas as processes);
+``DockerContainerManager`` runs it in the frontend container (replicas as containers). It outlives
+the script that started it. ``cluster.json`` in its directory says where it listens, and it prints
+the same line as JSON (``cluster listening: {...}``) for managers that only see its log.
 """
 
 from __future__ import annotations
@@ -14,14 +16,14 @@ import signal
 import sys
 from pathlib import Path
 
-from ...frontend.admin_api import AdminAPI
-from ...frontend.dispatch import Dispatcher
-from ...frontend.http import App, Response, bind, json_response, make_server, text_response
-from ...frontend.metrics import Metrics
-from ...frontend.query_api import QueryAPI
-from ...frontend.state import ClusterState
-from ...frontend.v2_api import V2API
-from .supervisor import LocalSupervisor
+from ..frontend.admin_api import AdminAPI
+from ..frontend.dispatch import Dispatcher
+from ..frontend.http import App, Response, bind, json_response, make_server, text_response
+from ..frontend.metrics import Metrics
+from ..frontend.query_api import QueryAPI
+from ..frontend.state import ClusterState
+from ..frontend.v2_api import V2API
+from .supervisor import ReplicaRunner, ReplicaSupervisor
 
 DEFAULT_MAX_BODY = 16 * 1024 * 1024
 
@@ -43,10 +45,20 @@ async def serve(args: argparse.Namespace) -> None:
     state = ClusterState(home / "state.db")
     metrics = Metrics()
     rpc_port = [args.rpc_port]
-    supervisor = LocalSupervisor(state, home, rpc_port, Path(args.env_root) if args.env_root else None)
+    runner: ReplicaRunner
+    if args.replicas == "docker":
+        from .docker.containers import ContainerRunner
+
+        containers = ContainerRunner.from_env(home)
+        runner, rpc_host = containers, containers.rpc_host
+    else:
+        from .local.processes import ProcessRunner
+
+        runner, rpc_host = ProcessRunner(home, Path(args.env_root) if args.env_root else None), "127.0.0.1"
+    supervisor = ReplicaSupervisor(state, home, runner, lambda: (rpc_host, rpc_port[0]))
     dispatcher = Dispatcher(metrics, on_replica_ready=supervisor.mark_ready, on_replica_gone=supervisor.mark_gone)
     supervisor.set_drain(dispatcher.drain)
-    rpc = await asyncio.start_server(dispatcher.handle_replica, "127.0.0.1", args.rpc_port)
+    rpc = await asyncio.start_server(dispatcher.handle_replica, args.rpc_host, args.rpc_port)
     rpc_port[0] = rpc.sockets[0].getsockname()[1]
 
     query_api = QueryAPI(state, dispatcher, metrics, supervisor.expected)
@@ -68,11 +80,11 @@ async def serve(args: argparse.Namespace) -> None:
         await asyncio.sleep(0.01)
 
     info = {"name": args.name, "pid": os.getpid(), "query": f"{args.query_host}:{ports['query']}",
-            "admin": f"{args.admin_host}:{ports['admin']}", "rpc": f"127.0.0.1:{rpc_port[0]}"}
+            "admin": f"{args.admin_host}:{ports['admin']}", "rpc": f"{rpc_host}:{rpc_port[0]}"}
     tmp = home / "cluster.json.tmp"
     tmp.write_text(json.dumps(info))
     tmp.replace(home / "cluster.json")
-    print(f"cluster {args.name} listening: {info}", flush=True)
+    print(f"cluster listening: {json.dumps(info)}", flush=True)
     await supervisor.restore()
 
     stop = asyncio.Event()
@@ -89,14 +101,17 @@ async def serve(args: argparse.Namespace) -> None:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(prog="python -m clipper_deploy_core.managers.local.cluster")
+    p = argparse.ArgumentParser(prog="python -m clipper_deploy_core.managers.cluster")
     p.add_argument("--name", required=True)
     p.add_argument("--home", required=True)
     p.add_argument("--query-host", default="127.0.0.1")
     p.add_argument("--query-port", type=int, default=1337)
     p.add_argument("--admin-host", default="127.0.0.1")
     p.add_argument("--admin-port", type=int, default=1338)
+    p.add_argument("--rpc-host", default="127.0.0.1", help="where replicas connect (0.0.0.0 in a bridge network)")
     p.add_argument("--rpc-port", type=int, default=7000)
+    p.add_argument("--replicas", choices=("local", "docker"), default="local",
+                   help="run replicas as local processes or as Docker containers")
     p.add_argument("--max-body", type=int, default=DEFAULT_MAX_BODY)
     p.add_argument("--env-root", default=None, help="where pkgs_to_install environments are cached")
     args = p.parse_args()

@@ -1,0 +1,45 @@
+"""Replica management through the cluster's admin API: the part every manager shares.
+
+The cluster process (its supervisor) owns the replicas, whatever runs them, so scaling and
+stopping are admin calls; a manager only says how to reach the admin port and with which token.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..http_client import admin_post
+from .base import ContainerManager
+
+
+class AdminBackedManager(ContainerManager):
+    admin_token: str | None = None
+
+    def _admin(self, path: str, body: dict[str, Any], timeout: float = 30.0) -> Any:
+        return admin_post(self.get_admin_addr(), path, body, timeout, self.admin_token)
+
+    def _containers(self) -> list[dict[str, Any]]:
+        return list(self._admin("get_all_containers", {"verbose": True}))
+
+    def _deploy(self, name: str, version: str, source: str, digest: str, num_replicas: int,
+                pkgs: list[str] | None = None) -> None:
+        self._admin("deploy_replicas", {"model_name": name, "model_version": str(version), "bundle_dir": source,
+                                        "digest": digest, "num_replicas": num_replicas,
+                                        "pkgs_to_install": pkgs or []}, timeout=3600)
+
+    def get_num_replicas(self, name: str, version: str) -> int:
+        return sum(1 for c in self._containers() if (c["model_name"], c["model_version"]) == (name, str(version)))
+
+    def set_num_replicas(self, name: str, version: str, input_type: str, image: str, num_replicas: int) -> None:
+        self._admin("set_num_replicas", {"model_name": name, "model_version": str(version),
+                                         "num_replicas": num_replicas}, timeout=3600)
+
+    def stop_models(self, models: dict[str, list[str]]) -> None:
+        for name, versions in models.items():
+            for v in versions:
+                if self._admin("get_deployment", {"model_name": name, "model_version": str(v)}):
+                    self.set_num_replicas(name, v, "", "", 0)
+
+    def stop_all_model_containers(self) -> None:
+        for c in self._containers():
+            self.set_num_replicas(c["model_name"], c["model_version"], "", "", 0)

@@ -1,0 +1,52 @@
+"""Replicas as local processes (the embedded cluster's ``ReplicaRunner``)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+from ...envs import ensure_env
+from ...exceptions import ClipperException
+from ...frontend.state import Deployment
+from ..supervisor import Replica
+
+
+class ProcessRunner:
+    def __init__(self, home: Path, env_root: Path | None) -> None:
+        self.home, self.env_root = home, env_root
+
+    async def prepare(self, d: Deployment) -> None:
+        if not (Path(d.bundle_dir) / "manifest.json").is_file():
+            raise ClipperException(f"No bundle at {d.bundle_dir}")
+        if d.pkgs:  # the venv is built (and cached) before any replica starts, so a failed install is reported
+            await asyncio.to_thread(ensure_env, d.pkgs, self.env_root)
+
+    async def start(self, d: Deployment, r: Replica, env: dict[str, str]) -> None:
+        python = await asyncio.to_thread(ensure_env, d.pkgs, self.env_root) if d.pkgs else sys.executable
+        with open(r.log, "ab") as log:
+            proc = await asyncio.create_subprocess_exec(
+                python, "-m", "clipper_deploy_core.replica", env={**os.environ, **env},
+                stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log, cwd=str(self.home))
+        r.handle, r.where = proc, {"pid": proc.pid}
+
+    async def wait(self, r: Replica) -> int:
+        proc: asyncio.subprocess.Process = r.handle
+        return await proc.wait()
+
+    async def terminate(self, r: Replica, timeout: float) -> None:
+        proc: asyncio.subprocess.Process = r.handle
+        if proc.returncode is None:
+            proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), timeout)
+            except asyncio.TimeoutError:
+                proc.kill()
+                await proc.wait()
+
+    async def until_healthy(self, r: Replica, deadline: float) -> bool:
+        return True  # a local replica has no health check of its own: linked to the frontend is ready
+
+    async def cleanup(self) -> None:
+        """Replica processes die with their cluster process (their link breaks), so nothing is left."""
