@@ -52,8 +52,8 @@ def core(session: nox.Session) -> None:
 
 @nox.session(tags=["docker", "slow"])
 def docker(session: nox.Session) -> None:
-    """Against a real Docker engine (DOCKER_HOST; .ci/docker-engine.sh starts one): images and, later, the manager."""
-    _install(session, "-e", ".[test,docker]")
+    """Against a real Docker engine (DOCKER_HOST; .ci/docker-engine.sh starts one): images and the manager."""
+    _install(session, "-e", ".[test,docker]", "-e", "plugins/clipper-deploy-pytorch[framework]")
     session.run(*PYTEST, "tests/docker", *session.posargs, env=_scratch_env(session))
 
 

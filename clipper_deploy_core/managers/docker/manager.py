@@ -208,13 +208,20 @@ class DockerContainerManager(AdminBackedManager):
                 raise ClipperException(f"The frontend container exited with code "
                                        f"{container.attrs['State']['ExitCode']}:\n{logs}")
             addrs = self._addresses(container)
-            if addrs and request("GET", f"http://{addrs['admin']}/admin/ping", timeout=2)[0] == 200:
+            if addrs and self._answers(addrs["admin"]):
                 self.addrs = addrs
                 return
             time.sleep(0.1)  # polls the container until it answers, bounded by the deadline
         logs = container.logs().decode(errors="replace")[-4000:]
         container.remove(force=True)
         raise ClipperException(f"The frontend did not answer within {START_TIMEOUT_S:.0f}s:\n{logs}")
+
+    @staticmethod
+    def _answers(admin: str) -> bool:
+        try:
+            return request("GET", f"http://{admin}/admin/ping", timeout=2)[0] == 200
+        except ClipperException:
+            return False  # not listening yet (a published port answers before the process behind it)
 
     def _require_image(self, image: str, what: str) -> Any:
         import docker.errors

@@ -1,0 +1,224 @@
+"""DockerContainerManager against a real engine: the frontend and every replica are containers.
+
+The module's cluster uses the default bridge network (ports published on 127.0.0.1); the last
+test runs a second cluster on the host's network and stops both with stop_all().
+"""
+
+import json
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from clipper_deploy_core import ClipperConnection, ClipperException, DockerContainerManager
+from clipper_deploy_core.bundle import save_bundle
+from clipper_deploy_core.deployers.python import create_endpoint
+from clipper_deploy_core.managers.docker import labels as lb
+from clipper_deploy_core.testing import query
+
+from .conftest import TEST_LABEL
+
+CLUSTER = "dtest"
+
+
+def wait_until(check, what, timeout=120.0):
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)  # polling a condition, bounded by the deadline
+
+
+def containers(docker_client, cluster, role=None, model=None):
+    found = docker_client.containers.list(filters=lb.cluster_filter(cluster, role))
+    return [c for c in found if model is None or c.labels.get(lb.MODEL) == model]
+
+
+@pytest.fixture(scope="module")
+def conn(docker_client, core_image, torch_image):
+    cm = DockerContainerManager(CLUSTER, clipper_query_port=0, clipper_management_port=0,
+                                docker_network="clipper-deploy-test-net", extra_container_kwargs={"labels": TEST_LABEL})
+    c = ClipperConnection(cm)
+    c.start_clipper()
+    yield c
+    c.stop_all()
+
+
+def test_the_frontend_runs_in_a_labelled_container_with_ports_on_loopback(conn, docker_client):
+    (frontend,) = containers(docker_client, CLUSTER, "frontend")
+    assert frontend.labels["ai.clipper-deploy.test"] == "1"  # extra_container_kwargs reach the frontend
+    published = frontend.attrs["NetworkSettings"]["Ports"]
+    assert {p[0]["HostIp"] for p in published.values() if p} == {"127.0.0.1"}
+    assert frontend.attrs["HostConfig"]["NetworkMode"] == "clipper-deploy-test-net"
+    with pytest.raises(ClipperException, match="already running"):
+        DockerContainerManager(CLUSTER).start_clipper()
+
+
+def test_a_closure_is_served_from_its_own_image(conn, docker_client):
+    create_endpoint(conn, "dsum", "doubles", lambda xs: [str(sum(x)) for x in xs])
+    status, reply = query(conn, "dsum", {"input": [1.0, 2.5]})
+    assert status == 200 and reply["output"] == 3.5 and not reply["default"]
+    (replica,) = containers(docker_client, CLUSTER, "replica", "dsum:1")
+    assert replica.image.tags == [f"{CLUSTER}-dsum:1"]  # Clipper's tag: <cluster>-<name>:<version>
+    assert replica.labels["ai.clipper-deploy.test"] == "1"
+    wait_until(lambda: replica.reload() or replica.attrs["State"]["Health"]["Status"] == "healthy", "healthy")
+
+
+def test_a_trained_pytorch_model_is_served_from_its_image(conn, docker_client, torch_image):
+    import torch
+    from clipper_deploy_pytorch import deploy_pytorch_model
+
+    torch.manual_seed(0)
+    x = torch.randn(256, 3)
+    y = x @ torch.tensor([[1.5], [-2.0], [0.5]]) + 0.25
+    model = torch.nn.Linear(3, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for _ in range(200):
+        opt.zero_grad()
+        torch.nn.functional.mse_loss(model(x), y).backward()
+        opt.step()
+    model.eval()
+
+    def predict(m, xs):
+        import numpy as np
+
+        with torch.no_grad():
+            out = m(torch.as_tensor(np.stack(xs), dtype=torch.float32))
+        return [f"{v:.4f}" for v in out[:, 0].tolist()]
+
+    conn.register_application("dlin", "doubles", "none", 5_000_000)
+    deploy_pytorch_model(conn, "dlin", 1, "doubles", predict, model)
+    conn.link_model_to_app("dlin", "dlin")
+    inputs = [[1.0, 2.0, 3.0], [0.0, -1.0, 4.0]]
+    expected = predict(model, inputs)
+    for inp, want in zip(inputs, expected, strict=True):
+        status, reply = query(conn, "dlin", {"input": inp})
+        assert status == 200 and not reply["default"], reply
+        assert f"{reply['output']:.4f}" == want
+    assert abs(float(expected[0]) - (1.5 - 4.0 + 1.5 + 0.25)) < 0.05  # it learned
+    (replica,) = containers(docker_client, CLUSTER, "replica", "dlin:1")
+    # FROM the pytorch plugin's base image (which has torch), not the core one
+    assert docker_client.images.get(torch_image[0].tag).id in [h["Id"] for h in replica.image.history()]
+
+
+def test_scale_to_two_replicas_and_back(conn, docker_client):
+    create_endpoint(conn, "dscale", "doubles", lambda xs: [str(len(x)) for x in xs])
+    conn.set_num_replicas("dscale", 2)
+    assert conn.cm.get_num_replicas("dscale", "1") == 2
+    assert len(containers(docker_client, CLUSTER, "replica", "dscale:1")) == 2
+    assert query(conn, "dscale", {"input": [1.0, 2.0]})[1]["output"] == 2
+    conn.set_num_replicas("dscale", 1)
+    assert conn.cm.get_num_replicas("dscale", "1") == 1
+    wait_until(lambda: len(containers(docker_client, CLUSTER, "replica", "dscale:1")) == 1, "one container")
+
+
+def test_a_killed_replica_container_is_replaced_without_losing_a_query(conn, docker_client):
+    create_endpoint(conn, "dsturdy", "doubles", lambda xs: [str(sum(x)) for x in xs], num_replicas=2)
+    results, stop = [], threading.Event()
+
+    def load(offset):
+        while not stop.is_set():
+            results.append(query(conn, "dsturdy", {"input": [float(offset), 1.0]}))
+
+    threads = [threading.Thread(target=load, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        wait_until(lambda: len(results) > 50, "load to start")
+        victim = containers(docker_client, CLUSTER, "replica", "dsturdy:1")[0]
+        victim.kill()
+        wait_until(lambda: any(c.id != victim.id and c.labels[lb.REPLICA] == victim.labels[lb.REPLICA]
+                               for c in containers(docker_client, CLUSTER, "replica", "dsturdy:1")),
+                   "a new container for the killed replica")
+        wait_until(lambda: sum(r["status"] == "ready" for r in conn.get_all_model_replicas(verbose=True)
+                               if r["model_name"] == "dsturdy") == 2, "two ready replicas again")
+        n = len(results)
+        wait_until(lambda: len(results) > n + 50, "more load after the replacement")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert all(status == 200 for status, _ in results)
+    assert [r for _, r in results if r["default"]] == []
+
+
+def test_a_model_that_cannot_load_fails_the_deploy_with_the_containers_traceback(conn, core_image, tmp_path,
+                                                                               monkeypatch):
+    (tmp_path / "only_on_the_client.py").write_text("class Thing:\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import only_on_the_client
+
+    thing = only_on_the_client.Thing()
+    bundle = save_bundle(tmp_path / "b", name="dbroken", version=1, input_type="doubles",
+                         func=lambda xs: [str(thing) for _ in xs])
+    started = time.monotonic()
+    with pytest.raises(ClipperException) as e:
+        conn.build_and_deploy_model("dbroken", 1, "doubles", str(bundle), core_image[0].tag)
+    assert time.monotonic() - started < 60
+    assert "failed to load its model" in str(e.value)
+    assert "ModuleNotFoundError: No module named 'only_on_the_client'" in str(e.value)
+    assert conn.get_model_info("dbroken", 1) is None
+
+
+def test_connect_from_a_second_process(conn):
+    script = f"""
+import json
+from clipper_deploy_core import ClipperConnection, DockerContainerManager
+c = ClipperConnection(DockerContainerManager({CLUSTER!r}))
+c.connect()
+c.register_application("dfromafar", "doubles", "none", 1000000)
+print(json.dumps({{"apps": sorted(c.get_all_apps()), "query": c.get_query_addr()}}))
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert "dsum" in seen["apps"] and seen["query"] == conn.get_query_addr()
+    assert "dfromafar" in conn.get_all_apps()  # its admin call carried the cluster's token
+
+
+def test_admin_mutations_without_the_token_are_refused(conn):
+    from clipper_deploy_core.http_client import request
+
+    status, text = request("POST", f"http://{conn.cm.get_admin_addr()}/admin/add_app",
+                           {"name": "sneaky", "input_type": "doubles", "default_output": "x",
+                            "latency_slo_micros": 1000})
+    assert status == 403 and "need the" in text and "sneaky" not in conn.get_all_apps()
+
+
+def test_get_clipper_logs_collects_every_container(conn, tmp_path):
+    paths = conn.get_clipper_logs(str(tmp_path))
+    names = [p.rsplit("/", 1)[1] for p in paths]
+    assert f"{CLUSTER}-frontend.log" in names
+    assert any(n.startswith(f"{CLUSTER}-dsum-1-") for n in names)
+    frontend = (tmp_path / f"{CLUSTER}-frontend.log").read_text()
+    assert "cluster listening:" in frontend
+    # the killed replica's container is gone, but the frontend kept its log
+    assert any("dsturdy-1" in n and "replica" in n for n in names)
+
+
+def test_host_network_cluster_and_stop_all_removes_all_of_it_and_nothing_else(conn, docker_client):
+    bystander = docker_client.containers.run("local/debian:bookworm", ["sleep", "300"], detach=True,
+                                             labels={**TEST_LABEL, lb.CLUSTER: "someone-else"}, network_mode="none")
+    try:
+        cm = DockerContainerManager("dhost", clipper_query_port=0, clipper_management_port=0, clipper_rpc_port=0,
+                                    network_mode="host")
+        c = ClipperConnection(cm)
+        c.start_clipper()
+        create_endpoint(c, "dh", "doubles", lambda xs: [str(len(x)) for x in xs])
+        assert query(c, "dh", {"input": [1.0, 2.0, 3.0]})[1]["output"] == 3
+        (replica,) = containers(docker_client, "dhost", "replica")
+        assert replica.attrs["HostConfig"]["NetworkMode"] == "host"
+        assert cm.get_query_addr().startswith("127.0.0.1:")
+        c.stop_all()
+        assert docker_client.containers.list(all=True, filters=lb.cluster_filter("dhost")) == []
+        assert docker_client.volumes.list(filters=lb.cluster_filter("dhost")) == []
+        # the module's cluster and an unrelated container are untouched
+        assert containers(docker_client, CLUSTER, "frontend")
+        bystander.reload()
+        assert bystander.status == "running"
+        with pytest.raises(ClipperException, match="No running cluster named 'dhost'"):
+            ClipperConnection(DockerContainerManager("dhost")).connect()
+    finally:
+        bystander.remove(force=True)
