@@ -88,3 +88,37 @@ def test_a_failed_model_build_carries_the_log_tail(docker_client, core_image, tm
     with pytest.raises(ClipperException, match=r"Building image docker-test-bad:1 failed(.|\n)*no-such-package"):
         build_model_image(docker_client, bundle, core_image[0].tag, "docker-test-bad:1",
                           ["no-such-package-clipper-xyz==1.0"], progress=lambda e: None)
+
+
+def test_a_long_silent_build_step_shows_it_is_alive(docker_client, root_image, monkeypatch):
+    import io
+    import tarfile
+
+    from clipper_deploy_core.managers.docker import images
+
+    monkeypatch.setattr(images, "TICK_S", 0.3)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        data = f"FROM {root_image}\nRUN sleep 2\n".encode()  # the slow step under test
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    buf.seek(0)
+    events = []
+    images._run_build(docker_client, buf, "clipper-deploy-test/slow:1", "host", events.append)
+    ticks = [e["stream"] for e in events if e.get("tick")]
+    assert ticks and all("still on step 2/2" in t for t in ticks)
+    docker_client.images.remove("clipper-deploy-test/slow:1", force=True)
+
+
+def test_the_images_build_command_builds_the_core_image(core_image, root_image, wheelhouse):
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "clipper_deploy_core.cli", "images", "build", "--framework", "python",
+           "--from", root_image, "--wheelhouse", str(wheelhouse)]
+    if CA_BUNDLE.exists():
+        cmd += ["--ca-bundle", str(CA_BUNDLE)]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "Step 1/" in out.stdout and f"built {core_image[0].tag}" in out.stdout

@@ -144,6 +144,20 @@ def test_a_killed_replica_container_is_replaced_without_losing_a_query(conn, doc
     assert [r for _, r in results if r["default"]] == []
 
 
+def test_a_hung_replica_fails_its_health_check_and_is_replaced(conn, docker_client):
+    """A frozen container (docker pause) still holds its TCP link; only the health check sees it."""
+    create_endpoint(conn, "dfrozen", "doubles", lambda xs: [str(sum(x)) for x in xs], num_replicas=2,
+                    slo_micros=60_000_000)
+    victim = containers(docker_client, CLUSTER, "replica", "dfrozen:1")[0]
+    victim.pause()
+    # Queries keep being answered meanwhile (the batch stuck in the frozen one is sent again once it is killed).
+    results = [query(conn, "dfrozen", {"input": [float(i), 1.0]}) for i in range(20)]
+    wait_until(lambda: victim.id not in [c.id for c in containers(docker_client, CLUSTER, "replica", "dfrozen:1")]
+               and len(containers(docker_client, CLUSTER, "replica", "dfrozen:1")) == 2, "the frozen one replaced")
+    assert [r for _, r in results if r["default"]] == []
+    assert all(r["output"] == i + 1.0 for i, (_, r) in enumerate(results))
+
+
 def test_a_model_that_cannot_load_fails_the_deploy_with_the_containers_traceback(conn, core_image, tmp_path,
                                                                                monkeypatch):
     (tmp_path / "only_on_the_client.py").write_text("class Thing:\n    pass\n")
@@ -196,6 +210,37 @@ def test_get_clipper_logs_collects_every_container(conn, tmp_path):
     assert "cluster listening:" in frontend
     # the killed replica's container is gone, but the frontend kept its log
     assert any("dsturdy-1" in n and "replica" in n for n in names)
+
+
+def test_the_frontend_comes_back_after_a_crash_with_its_apps_and_replicas(conn, docker_client):
+    (frontend,) = containers(docker_client, CLUSTER, "frontend")
+    started = frontend.attrs["State"]["StartedAt"]
+    # Kill the cluster process inside the container (not `docker kill`, which Docker treats as a wanted stop).
+    code, out = frontend.exec_run(["python", "-c", "import os, signal\n"
+                                   "for p in filter(str.isdigit, os.listdir('/proc')):\n"
+                                   "    if b'managers.' + b'cluster' in open(f'/proc/{p}/cmdline', 'rb').read():\n"
+                                   "        os.kill(int(p), signal.SIGKILL)"])
+    assert code in (0, None, 137, -9), out
+
+    def restarted():
+        frontend.reload()
+        return frontend.attrs["State"]["StartedAt"] != started and frontend.status == "running"
+
+    wait_until(restarted, "the frontend container to restart")
+    again = ClipperConnection(DockerContainerManager(CLUSTER))
+    wait_until(lambda: _connects(again), "the restarted frontend to answer")
+    assert {"dsum", "dlin", "dsturdy"} <= set(again.get_all_apps())
+    wait_until(lambda: query(again, "dsum", {"input": [2.0, 2.0]})[1].get("output") == 4.0, "dsum served again")
+    assert len(containers(docker_client, CLUSTER, "replica", "dsum:1")) == 1  # the old replica was cleaned up
+    conn.cm.addrs = again.cm.addrs  # published ports may have moved with the restart
+
+
+def _connects(c):
+    try:
+        c.connect()
+        return True
+    except ClipperException:
+        return False
 
 
 def test_host_network_cluster_and_stop_all_removes_all_of_it_and_nothing_else(conn, docker_client):

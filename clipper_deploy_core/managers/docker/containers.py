@@ -12,7 +12,9 @@ import asyncio
 import json
 import os
 import secrets
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +30,33 @@ HEALTH_INTERVAL_S = 1.0
 @dataclass
 class Running:
     container: Any
-    exited: asyncio.Task[int]
+    exited: asyncio.Future[int]
+
+
+def _in_own_thread(fn: Callable[..., int], *args: Any) -> asyncio.Future[int]:
+    """Run a blocking watch in a thread of its own: one per replica for its whole life, so watches never
+    use up asyncio's default executor (which the engine calls that start and stop replicas need)."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[int] = loop.create_future()
+
+    def settle(result: int, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is None:
+            future.set_result(result)
+        else:
+            future.set_exception(error)
+
+    def run() -> None:
+        try:
+            result = fn(*args)
+        except BaseException as e:  # noqa: BLE001 - handed to the awaiting side
+            loop.call_soon_threadsafe(settle, -1, e)
+        else:
+            loop.call_soon_threadsafe(settle, result, None)
+
+    threading.Thread(target=run, name="replica-watch", daemon=True).start()
+    return future
 
 
 def _ns(seconds: float) -> int:
@@ -86,7 +114,7 @@ class ContainerRunner:
         }
         container = await asyncio.to_thread(self.client.containers.run, d.bundle_dir, **kwargs)
         r.where = {"container": container.short_id, "container_name": name}
-        r.handle = Running(container, asyncio.create_task(asyncio.to_thread(self._watch, container, r.log)))
+        r.handle = Running(container, _in_own_thread(self._watch, container, r.log))
 
     def _watch(self, container: Any, log: Path) -> int:
         """Block until the container exits, or kill it once its health check fails; save its log; remove it."""

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import platform
 import sys
 import tarfile
+import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +24,7 @@ from typing import Any
 from ...exceptions import ClipperException
 
 LOG_TAIL_LINES = 40
+TICK_S = float(os.environ.get("CLIPPER_DEPLOY_BUILD_TICK", "10"))
 
 
 def default_root_image() -> str:
@@ -117,15 +121,35 @@ def _run_build(client: Any, context: io.BytesIO, tag: str, network_mode: str | N
                progress: Callable[[dict[str, Any]], None] | None) -> str:
     show = progress or _printer(sys.stdout)
     log: list[str] = []
-    for event in client.api.build(fileobj=context, custom_context=True, tag=tag, rm=True, forcerm=True, decode=True,
-                                  network_mode=network_mode):
-        show(event)
-        if "stream" in event:
-            log.extend(event["stream"].splitlines())
-        if "error" in event or "errorDetail" in event:
-            detail = event.get("error") or event["errorDetail"].get("message", "")
-            tail = "\n".join(log[-LOG_TAIL_LINES:])
-            raise ClipperException(f"Building image {tag} failed: {detail}\nBuild log (last lines):\n{tail}")
+    step = ["(starting)"]
+    done = threading.Event()
+    last = [time.monotonic()]
+
+    def tick() -> None:
+        # A long silent step (a big pip install) still shows it is alive, every TICK_S seconds.
+        started = time.monotonic()
+        while not done.wait(TICK_S):
+            if time.monotonic() - last[0] >= TICK_S:
+                show({"stream": f" ... still on {step[0]} ({time.monotonic() - started:.0f}s into the build)\n",
+                      "tick": True})
+
+    ticker = threading.Thread(target=tick, daemon=True)
+    ticker.start()
+    try:
+        for event in client.api.build(fileobj=context, custom_context=True, tag=tag, rm=True, forcerm=True,
+                                      decode=True, network_mode=network_mode):
+            last[0] = time.monotonic()
+            show(event)
+            if "stream" in event:
+                log.extend(event["stream"].splitlines())
+                if event["stream"].startswith("Step "):
+                    step[0] = event["stream"].split(" :", 1)[0].strip().lower()
+            if "error" in event or "errorDetail" in event:
+                detail = event.get("error") or event["errorDetail"].get("message", "")
+                tail = "\n".join(log[-LOG_TAIL_LINES:])
+                raise ClipperException(f"Building image {tag} failed: {detail}\nBuild log (last lines):\n{tail}")
+    finally:
+        done.set()
     return tag
 
 

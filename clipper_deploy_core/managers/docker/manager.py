@@ -129,8 +129,9 @@ class DockerContainerManager(AdminBackedManager):
                                    f"Start one with start_clipper()")
         self.network = container.labels.get("ai.clipper-deploy.network", self.network)
         self._use(container)
-        if self.addrs is None:
-            raise ClipperException(f"The frontend of cluster '{self.cluster_name}' is not listening yet")
+        if self.addrs is None or not self._answers(self.addrs["admin"]):
+            raise ClipperException(f"The frontend of cluster '{self.cluster_name}' (container {container.name}) "
+                                   f"is not answering yet")
 
     def _need(self) -> dict[str, str]:
         if self.addrs is None:
