@@ -26,11 +26,18 @@ def _plugins(args: argparse.Namespace) -> int:
 
 def _conn(args: argparse.Namespace) -> Any:
     from .clipper_connection import ClipperConnection
+
+    q, a, r = (int(getattr(args, k, d)) for k, d in (("query_port", 1337), ("admin_port", 1338), ("rpc_port", 7000)))
+    if args.docker:
+        from .managers.docker import DockerContainerManager
+
+        return ClipperConnection(DockerContainerManager(
+            args.cluster, clipper_query_port=q, clipper_management_port=a, clipper_rpc_port=r,
+            network_mode=args.network_mode, docker_network=args.docker_network))
     from .managers.local import LocalContainerManager
 
-    return ClipperConnection(LocalContainerManager(
-        args.cluster, clipper_query_port=getattr(args, "query_port", 1337),
-        clipper_management_port=getattr(args, "admin_port", 1338), clipper_rpc_port=getattr(args, "rpc_port", 7000)))
+    return ClipperConnection(LocalContainerManager(args.cluster, clipper_query_port=q, clipper_management_port=a,
+                                                   clipper_rpc_port=r))
 
 
 def _start(args: argparse.Namespace) -> int:
@@ -90,9 +97,10 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def _replicas(args: argparse.Namespace) -> int:
-    rows = [("MODEL", "VERSION", "REPLICA", "STATUS", "PID", "RESTARTS")]
-    rows += [(r["model_name"], r["model_version"], str(r["model_replica_id"]), r["status"], str(r["pid"]),
-              str(r["restarts"])) for r in _connected(args).get_all_model_replicas(verbose=True)]
+    rows = [("MODEL", "VERSION", "REPLICA", "STATUS", "PID/CONTAINER", "RESTARTS")]
+    rows += [(r["model_name"], r["model_version"], str(r["model_replica_id"]), r["status"],
+              str(r.get("pid") or r.get("container_name")), str(r["restarts"]))
+             for r in _connected(args).get_all_model_replicas(verbose=True)]
     _table(rows)
     return 0
 
@@ -156,8 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pip-conf", help="a pip.conf for the build")
     p.add_argument("--network", default="host", help="the build's network mode (default: host)")
     p.set_defaults(func=_images_build)
-    for name, func, help_text in (("start", _start, "start a local cluster"),
-                                  ("stop", _stop, "stop a local cluster, its replicas and its state"),
+    for name, func, help_text in (("start", _start, "start a cluster (local processes, or --docker)"),
+                                  ("stop", _stop, "stop a cluster, its replicas and its state"),
                                   ("status", _status, "apps, models, versions and replica health"),
                                   ("apps", _apps, "list applications"), ("models", _models, "list model versions"),
                                   ("replicas", _replicas, "list replicas and their health"),
@@ -165,6 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
                                   ("predict", _predict, "send one query to an app")):
         p = sub.add_parser(name, help=help_text)
         p.add_argument("--cluster", default="default-cluster")
+        p.add_argument("--docker", action="store_true", help="a cluster of Docker containers (DOCKER_HOST)")
+        p.add_argument("--network-mode", choices=("bridge", "host"), default="bridge", help="with --docker")
+        p.add_argument("--docker-network", default="clipper_network", help="with --docker, the bridge network")
         if name == "start":
             for flag, default in (("--query-port", 1337), ("--admin-port", 1338), ("--rpc-port", 7000)):
                 p.add_argument(flag, type=int, default=default, help=f"0 picks a free port (default {default})")

@@ -267,3 +267,24 @@ def test_host_network_cluster_and_stop_all_removes_all_of_it_and_nothing_else(co
             ClipperConnection(DockerContainerManager("dhost")).connect()
     finally:
         bystander.remove(force=True)
+
+
+def test_the_command_line_runs_a_docker_cluster(conn, docker_client):
+    def cli(*args):
+        out = subprocess.run([sys.executable, "-m", "clipper_deploy_core.cli", *args, "--cluster", "dcli", "--docker",
+                              "--network-mode", "host"], capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-3000:]
+        return out.stdout
+
+    try:
+        assert "cluster dcli started: query 127.0.0.1:" in cli("start", "--query-port", "0", "--admin-port", "0",
+                                                              "--rpc-port", "0")
+        c = ClipperConnection(DockerContainerManager("dcli"))
+        c.connect()
+        create_endpoint(c, "dcount", "doubles", lambda xs: [str(len(x)) for x in xs])
+        assert "dcount" in cli("status") and "1/1" in cli("status")
+        assert "dcli-dcount-1-0-" in cli("replicas")
+        assert json.loads(cli("predict", "dcount", "[1.0, 2.0]"))["output"] == 2
+    finally:
+        cli("stop")
+    assert docker_client.containers.list(all=True, filters=lb.cluster_filter("dcli")) == []
