@@ -46,7 +46,8 @@ def _scratch_env(session: nox.Session) -> dict[str, str]:
 def core(session: nox.Session) -> None:
     """The core alone (plus the toy third-party plugin its tests install from tests/)."""
     _install(session, *CORE, "-e", "tests/toy_plugin")
-    session.run(*PYTEST, "tests", "--ignore=tests/test_all_plugins.py", "--ignore=tests/docker", *session.posargs,
+    session.run(*PYTEST, "tests", "--ignore=tests/test_all_plugins.py", "--ignore=tests/docker",
+                "--ignore=tests/kubernetes", *session.posargs,
                 env=_scratch_env(session))
 
 
@@ -55,6 +56,14 @@ def docker(session: nox.Session) -> None:
     """Against a real Docker engine (DOCKER_HOST; .ci/docker-engine.sh starts one): images and the manager."""
     _install(session, "-e", ".[test,docker]", "-e", "plugins/clipper-deploy-pytorch[framework]")
     session.run(*PYTEST, "tests/docker", *session.posargs, env=_scratch_env(session))
+
+
+@nox.session(tags=["kubernetes"])
+def kubernetes(session: nox.Session) -> None:
+    """The Kubernetes manager: manifests validated by kubernetes-validate, API calls against kmock (an emulated
+    API server). No real control plane can run here; the README says what is and is not tested."""
+    _install(session, "-e", ".[test,kubernetes]", "kubernetes-validate", "kmock", "pytest-asyncio")
+    session.run(*PYTEST, "tests/kubernetes", *session.posargs, env=_scratch_env(session))
 
 
 @nox.session(tags=["lint"])

@@ -148,6 +148,39 @@ def _images_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _k8s_render(args: argparse.Namespace) -> int:
+    import secrets
+
+    import yaml
+
+    from .managers.kubernetes import KubernetesContainerManager
+
+    types = {}
+    for item in args.service_type:
+        key, sep, kind = item.partition("=")
+        if not sep:
+            print(f"error: --service-type wants SERVICE=TYPE (query=NodePort), not {item!r}", file=sys.stderr)
+            return 2
+        types[key] = kind
+    resources = {k: v for k, v in (("cpu", args.cpu), ("memory", args.memory), ("gpus", args.gpus)) if v}
+    models = []
+    for item in args.model:
+        ref, sep, image = item.partition("=")
+        name, colon, version = ref.partition(":")
+        if not (sep and colon and name and version and image):
+            print(f"error: --model wants NAME:VERSION=IMAGE, not {item!r}", file=sys.stderr)
+            return 2
+        models.append((name, version, image))
+    cm = KubernetesContainerManager(
+        args.cluster, namespace=args.namespace, create_namespace_if_not_exists=args.create_namespace,
+        service_types=types, num_frontend_replicas=args.num_frontend_replicas, frontend_image=args.frontend_image,
+        model_resources={name: resources for name, _, _ in models}, api_client=object())
+    docs = cm.render_cluster(args.token or secrets.token_urlsafe(24))
+    docs += [cm.render_model(name, version, args.input_type, image, args.replicas) for name, version, image in models]
+    sys.stdout.write(yaml.safe_dump_all(docs, sort_keys=False))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="clipper-deploy", description="Deploy models as live prediction endpoints.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -164,6 +197,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pip-conf", help="a pip.conf for the build")
     p.add_argument("--network", default="host", help="the build's network mode (default: host)")
     p.set_defaults(func=_images_build)
+    k8s = sub.add_parser("k8s", help="Kubernetes").add_subparsers(dest="k8s_command", required=True)
+    p = k8s.add_parser("render", help="print the manifests start_clipper and deploy_model create, as YAML")
+    p.add_argument("--cluster", default="default-cluster")
+    p.add_argument("--namespace", default="default")
+    p.add_argument("--create-namespace", action="store_true", help="include the Namespace")
+    p.add_argument("--frontend-image", help="default: the core base image")
+    p.add_argument("--num-frontend-replicas", type=int, default=1)
+    p.add_argument("--service-type", action="append", default=[], metavar="SERVICE=TYPE",
+                   help="query|management = ClusterIP|NodePort|LoadBalancer (default NodePort)")
+    p.add_argument("--token", help="the admin token for the Secret (default: a new random one)")
+    p.add_argument("--model", action="append", default=[], metavar="NAME:VERSION=IMAGE",
+                   help="also render this model version's Deployment")
+    p.add_argument("--input-type", default="doubles", help="of the --model versions")
+    p.add_argument("--replicas", type=int, default=1, help="of each --model")
+    p.add_argument("--cpu", help="CPU request and limit of each --model, e.g. 500m")
+    p.add_argument("--memory", help="memory request and limit of each --model, e.g. 1Gi")
+    p.add_argument("--gpus", type=int, default=0, help="nvidia.com/gpu of each --model")
+    p.set_defaults(func=_k8s_render)
     for name, func, help_text in (("start", _start, "start a cluster (local processes, or --docker)"),
                                   ("stop", _stop, "stop a cluster, its replicas and its state"),
                                   ("status", _status, "apps, models, versions and replica health"),

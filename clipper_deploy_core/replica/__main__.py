@@ -14,6 +14,7 @@ import socket
 import sys
 import time
 import traceback
+import zlib
 from typing import Any
 
 from .. import wire
@@ -73,6 +74,15 @@ def serve(loaded: Any, sock: socket.socket) -> None:
             return
 
 
+def _replica_id() -> int:
+    """``CLIPPER_REPLICA_ID``, or a stable number from ``CLIPPER_REPLICA_NAME`` (a pod's name: Deployments
+    do not number their pods)."""
+    if "CLIPPER_REPLICA_ID" in os.environ:
+        return int(os.environ["CLIPPER_REPLICA_ID"])
+    name = os.environ.get("CLIPPER_REPLICA_NAME")
+    return zlib.crc32(name.encode()) & 0x7FFFFFFF if name else 0
+
+
 def _connect(host: str, port: int, timeout: float) -> socket.socket:
     """The frontend may still be starting (a pod or container of its own): retry until ``timeout``."""
     deadline, delay = time.monotonic() + timeout, 0.05
@@ -91,7 +101,7 @@ def main() -> int:
     name, version = _env("CLIPPER_MODEL_NAME"), _env("CLIPPER_MODEL_VERSION")
     path, digest = _env("CLIPPER_MODEL_PATH"), os.environ.get("CLIPPER_BUNDLE_DIGEST") or None
     host, port = _env("CLIPPER_IP", "127.0.0.1"), int(_env("CLIPPER_PORT", "7000"))
-    replica_id = int(_env("CLIPPER_REPLICA_ID", "0"))
+    replica_id = _replica_id()
     health = start_from_env()
     try:
         from ..bundle import load_bundle
