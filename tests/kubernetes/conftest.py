@@ -11,6 +11,10 @@ import threading
 import pytest
 
 
+RESOURCES = ["v1/pods", "v1/services", "v1/configmaps", "v1/secrets", "v1/serviceaccounts", "v1/nodes",
+             "apps/v1/deployments", "rbac.authorization.k8s.io/v1/roles", "rbac.authorization.k8s.io/v1/rolebindings"]
+
+
 @pytest.fixture()
 def kube():
     import kmock
@@ -22,6 +26,8 @@ def kube():
     def run():
         async def main():
             async with kmock.KubernetesEmulator() as emulator, Server(emulator):
+                for resource in RESOURCES:  # listable before the first object of the kind exists
+                    emulator.resources[resource] = {}
                 box.update(emulator=emulator, url=str(emulator.url).rstrip("/"), loop=asyncio.get_running_loop(),
                            stop=asyncio.Event())
                 ready.set()
@@ -35,7 +41,10 @@ def kube():
     cfg.host = box["url"]
     api = client.ApiClient(cfg)
     core = client.CoreV1Api(api)
-    core.create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}})
+    # kmock 0.8 cannot parse /api/v1/namespaces (cluster-scoped "namespaces" collides with its path scheme):
+    # an existing namespace is served as a canned reply, and the create path is not covered here.
+    react(box, "GET /api/v1/namespaces/default",
+          {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}, "status": {"phase": "Active"}})
     core.create_node({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-1"},
                       "status": {"addresses": [{"type": "InternalIP", "address": "10.0.0.7"},
                                                {"type": "ExternalIP", "address": "203.0.113.7"}]}})
@@ -43,6 +52,18 @@ def kube():
     yield box
     box["loop"].call_soon_threadsafe(box["stop"].set)
     thread.join(10)
+
+
+def react(kube, request, payload):
+    """Add a canned reply to the emulator, from its own event loop."""
+    done = threading.Event()
+
+    def add():
+        kube["emulator"][request] << payload
+        done.set()
+
+    kube["loop"].call_soon_threadsafe(add)
+    assert done.wait(5)
 
 
 class Controller:
@@ -86,7 +107,7 @@ class Controller:
             "status": {"phase": "Running", "containerStatuses": [{
                 "name": "replica", "ready": False, "restartCount": 3, "image": "x", "imageID": "x",
                 "state": {"waiting": {"reason": reason, "message": message}}}]}})
-        self.kube["emulator"][f"GET /api/v1/namespaces/{d.metadata.namespace}/pods/{pod}/log"] << log.encode()
+        react(self.kube, f"GET /api/v1/namespaces/{d.metadata.namespace}/pods/{pod}/log", log)
 
     def __enter__(self):
         self._thread.start()

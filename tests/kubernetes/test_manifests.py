@@ -56,7 +56,7 @@ def test_the_model_deployment_probes_the_replica_and_asks_for_a_gpu():
     (c,) = pod["containers"]
     assert gpu["spec"]["replicas"] == 2 and c["image"] == "registry.example/prod-gpu-model:3"
     assert c["resources"] == {"requests": {"cpu": "2", "memory": "4Gi"},
-                              "limits": {"cpu": "2", "memory": "4Gi", "nvidia.com/gpu": 1}}
+                              "limits": {"cpu": "2", "memory": "4Gi", "nvidia.com/gpu": "1"}}
     assert c["readinessProbe"]["httpGet"] == {"path": "/health/ready", "port": "health"}
     assert c["livenessProbe"]["httpGet"] == {"path": "/health/live", "port": "health"}
     env = {e["name"]: e.get("value") for e in c["env"]}

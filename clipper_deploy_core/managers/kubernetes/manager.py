@@ -127,8 +127,7 @@ class KubernetesContainerManager(ContainerManager):
         if num_frontend_replicas is not None:
             self.spec.num_frontend_replicas = num_frontend_replicas
         self._ensure_namespace()
-        if self._apps().list_namespaced_deployment(
-                self.ns, label_selector=_selector(self.spec.labels("frontend"))).items:
+        if self._frontends():
             raise ClipperException(f"A cluster named '{self.cluster_name}' already runs in namespace {self.ns}. "
                                    f"Use connect(), or stop_all() it first")
         token = self.admin_token or secrets.token_urlsafe(24)
@@ -149,6 +148,11 @@ class KubernetesContainerManager(ContainerManager):
             self.stop_all()
             raise
         self._resolve_addresses()
+
+    def _frontends(self) -> list[Any]:
+        labels = self.spec.labels("frontend")
+        found = self._apps().list_namespaced_deployment(self.ns, label_selector=_selector(labels)).items
+        return [d for d in found if _has_labels(d, labels)]
 
     def _ensure_namespace(self) -> None:
         from kubernetes.client.exceptions import ApiException
@@ -184,9 +188,7 @@ class KubernetesContainerManager(ContainerManager):
     def connect(self) -> None:
         from kubernetes.client.exceptions import ApiException
 
-        deployments = self._apps().list_namespaced_deployment(
-            self.ns, label_selector=_selector(self.spec.labels("frontend"))).items
-        if not [d for d in deployments if _has_labels(d, self.spec.labels("frontend"))]:
+        if not self._frontends():
             raise ClipperException(f"No cluster named '{self.cluster_name}' in namespace {self.ns} "
                                    f"(no Deployment labelled {mf.CLUSTER}={self.cluster_name}). "
                                    f"Start one with start_clipper()")

@@ -182,7 +182,7 @@ def model_deployment(spec: ClusterSpec, model: ModelSpec) -> Manifest:
             resources.setdefault("requests", {})[key] = value
             resources.setdefault("limits", {})[key] = value
     if model.gpus:
-        resources.setdefault("limits", {})["nvidia.com/gpu"] = model.gpus  # GPUs go in limits only
+        resources.setdefault("limits", {})["nvidia.com/gpu"] = str(model.gpus)  # in limits only; a quantity
     env = [
         {"name": "CLIPPER_MODEL_NAME", "value": model.name},
         {"name": "CLIPPER_MODEL_VERSION", "value": model.version},
