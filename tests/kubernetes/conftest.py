@@ -10,7 +10,6 @@ import threading
 
 import pytest
 
-
 RESOURCES = ["v1/pods", "v1/services", "v1/configmaps", "v1/secrets", "v1/serviceaccounts", "v1/nodes",
              "apps/v1/deployments", "rbac.authorization.k8s.io/v1/roles", "rbac.authorization.k8s.io/v1/rolebindings"]
 
