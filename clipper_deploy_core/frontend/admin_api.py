@@ -31,12 +31,16 @@ class ReplicaController(Protocol):
 
 
 BodyHandler = Callable[[dict[str, Any]], Awaitable[Any]]
+# Runs a mutation against a state shared with other frontends (read, apply, write back, retry on conflict).
+Transaction = Callable[[Callable[[], Awaitable[Any]]], Awaitable[Any]]
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 class AdminAPI:
-    def __init__(self, state: ClusterState, controller: ReplicaController, token: str | None = None) -> None:
+    def __init__(self, state: ClusterState, controller: ReplicaController, token: str | None = None,
+                 transaction: Transaction | None = None) -> None:
         self.state, self.controller, self.token = state, controller, token
+        self.transaction = transaction
 
     def routes(self) -> list[tuple[str, str, Endpoint]]:
         mutations: dict[str, BodyHandler] = {
@@ -83,7 +87,10 @@ class AdminAPI:
             except ValueError as e:
                 return text_response(status=400, text=f"Error parsing JSON: {e}. Expected JSON schema: a JSON object")
             try:
-                result = await handler(body)
+                if mutating and self.transaction is not None:
+                    result = await self.transaction(lambda: handler(body))
+                else:
+                    result = await handler(body)
             except KeyError as e:
                 return text_response(status=400, text=f"Missing required field {e}. Expected JSON schema: see the "
                                                      f"Clipper management API")

@@ -29,6 +29,7 @@ CREATE TABLE IF NOT EXISTS deployments (name TEXT NOT NULL, version TEXT NOT NUL
                                         PRIMARY KEY (name, version));
 """
 CONTAINERLESS = "NO_CONTAINER"
+TABLES = ("apps", "links", "models", "deployments")
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,30 @@ class ClusterState:
             if key not in self._reads:
                 self._reads[key] = self._db.execute(sql, args).fetchall()
             return self._reads[key]
+
+    # --- the whole state, for stores shared by several frontends ------------------------------
+    def snapshot(self) -> dict[str, list[list[Any]]]:
+        """Every row of every table, JSON-serializable."""
+        with self._lock:
+            return {t: [list(r) for r in self._db.execute(f"SELECT * FROM {t} ORDER BY rowid")] for t in TABLES}
+
+    def restore(self, snapshot: dict[str, list[list[Any]]]) -> None:
+        """Replace the whole state with ``snapshot`` (one transaction: readers see the old or the new)."""
+        unknown = set(snapshot) - set(TABLES)
+        if unknown:
+            raise ClipperException(f"Unknown tables in a state snapshot: {sorted(unknown)}")
+        with self._lock:
+            self._reads.clear()
+            self._db.execute("BEGIN")
+            try:
+                for t in TABLES:
+                    self._db.execute(f"DELETE FROM {t}")
+                    for row in snapshot.get(t, []):
+                        self._db.execute(f"INSERT INTO {t} VALUES ({','.join('?' * len(row))})", row)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
 
     # --- apps -------------------------------------------------------------------------------
     def add_app(self, name: str, input_type: str, default_output: str, slo: int) -> None:

@@ -16,7 +16,7 @@ import signal
 import sys
 from pathlib import Path
 
-from ..frontend.admin_api import AdminAPI
+from ..frontend.admin_api import AdminAPI, ReplicaController
 from ..frontend.dispatch import Dispatcher
 from ..frontend.http import App, Response, bind, json_response, make_server, text_response
 from ..frontend.metrics import Metrics
@@ -45,26 +45,43 @@ async def serve(args: argparse.Namespace) -> None:
     state = ClusterState(home / "state.db")
     metrics = Metrics()
     rpc_port = [args.rpc_port]
-    runner: ReplicaRunner
-    if args.replicas == "docker":
-        from .docker.containers import ContainerRunner
+    token = os.environ.get("CLIPPER_ADMIN_TOKEN")
+    store = None
+    controller: ReplicaController
+    supervisor: ReplicaSupervisor | None = None
+    if args.replicas == "kubernetes":
+        # Kubernetes runs the replicas; the state is shared with the other frontend pods through a ConfigMap.
+        from .kubernetes.replicas import KubernetesReplicas
+        from .kubernetes.state_store import ConfigMapStateStore
 
-        containers = ContainerRunner.from_env(home)
-        runner, rpc_host = containers, containers.rpc_host
+        controller = KubernetesReplicas(state)
+        store = ConfigMapStateStore(state, os.environ["CLIPPER_K8S_NAMESPACE"],
+                                    os.environ["CLIPPER_K8S_STATE_CONFIGMAP"])
+        await store.start()
+        dispatcher = Dispatcher(metrics, on_replica_ready=controller.mark_ready, on_replica_gone=controller.mark_gone)
+        rpc_host = args.rpc_host
     else:
-        from .local.processes import ProcessRunner
+        runner: ReplicaRunner
+        if args.replicas == "docker":
+            from .docker.containers import ContainerRunner
 
-        runner, rpc_host = ProcessRunner(home, Path(args.env_root) if args.env_root else None), "127.0.0.1"
-    supervisor = ReplicaSupervisor(state, home, runner, lambda: (rpc_host, rpc_port[0]))
-    dispatcher = Dispatcher(metrics, on_replica_ready=supervisor.mark_ready, on_replica_gone=supervisor.mark_gone)
-    supervisor.set_drain(dispatcher.drain)
+            containers = ContainerRunner.from_env(home)
+            runner, rpc_host = containers, containers.rpc_host
+        else:
+            from .local.processes import ProcessRunner
+
+            runner, rpc_host = ProcessRunner(home, Path(args.env_root) if args.env_root else None), "127.0.0.1"
+        supervisor = ReplicaSupervisor(state, home, runner, lambda: (rpc_host, rpc_port[0]))
+        controller = supervisor
+        dispatcher = Dispatcher(metrics, on_replica_ready=supervisor.mark_ready, on_replica_gone=supervisor.mark_gone)
+        supervisor.set_drain(dispatcher.drain)
     rpc = await asyncio.start_server(dispatcher.handle_replica, args.rpc_host, args.rpc_port)
     rpc_port[0] = rpc.sockets[0].getsockname()[1]
 
-    query_api = QueryAPI(state, dispatcher, metrics, supervisor.expected)
+    query_api = QueryAPI(state, dispatcher, metrics, controller.expected)
     query_app = App(V2API(query_api).routes() + query_api.routes(), args.max_body, query_error)
-    admin_app = App(AdminAPI(state, supervisor, os.environ.get("CLIPPER_ADMIN_TOKEN")).routes(), args.max_body,
-                    admin_error)
+    admin_app = App(AdminAPI(state, controller, token, store.transaction if store else None).routes(),
+                    args.max_body, admin_error)
     servers, ports = [], {}
     for label, app, host, port in (("query", query_app, args.query_host, args.query_port),
                                    ("admin", admin_app, args.admin_host, args.admin_port)):
@@ -85,14 +102,18 @@ async def serve(args: argparse.Namespace) -> None:
     tmp.write_text(json.dumps(info))
     tmp.replace(home / "cluster.json")
     print(f"cluster listening: {json.dumps(info)}", flush=True)
-    await supervisor.restore()
+    if supervisor is not None:
+        await supervisor.restore()
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    await supervisor.shutdown()
+    if supervisor is not None:
+        await supervisor.shutdown()
+    if store is not None:
+        store.stop()
     rpc.close()
     for server, _ in servers:
         server.should_exit = True
@@ -110,8 +131,8 @@ def main() -> int:
     p.add_argument("--admin-port", type=int, default=1338)
     p.add_argument("--rpc-host", default="127.0.0.1", help="where replicas connect (0.0.0.0 in a bridge network)")
     p.add_argument("--rpc-port", type=int, default=7000)
-    p.add_argument("--replicas", choices=("local", "docker"), default="local",
-                   help="run replicas as local processes or as Docker containers")
+    p.add_argument("--replicas", choices=("local", "docker", "kubernetes"), default="local",
+                   help="run replicas as local processes or Docker containers, or let Kubernetes run them")
     p.add_argument("--max-body", type=int, default=DEFAULT_MAX_BODY)
     p.add_argument("--env-root", default=None, help="where pkgs_to_install environments are cached")
     args = p.parse_args()
