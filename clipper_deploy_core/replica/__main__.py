@@ -3,13 +3,15 @@
 Configured through Clipper's container environment contract: ``CLIPPER_MODEL_NAME``,
 ``CLIPPER_MODEL_VERSION``, ``CLIPPER_MODEL_PATH`` (the bundle), ``CLIPPER_IP``/``CLIPPER_PORT``
 (the frontend's RPC port), plus ``CLIPPER_REPLICA_ID``, ``CLIPPER_BUNDLE_DIGEST`` and
-``CLIPPER_HEALTH_PORT`` (see :mod:`.health`).
+``CLIPPER_HEALTH_PORT`` (see :mod:`.health`). With ``CLIPPER_RESOLVE_INTERVAL`` it links to every
+address ``CLIPPER_IP`` resolves to, and keeps looking (several frontends, on Kubernetes).
 Exits 3 when the bundle fails to load (the traceback is on stderr), 0 when the frontend goes away.
 """
 
 from __future__ import annotations
 
 import os
+import selectors
 import socket
 import sys
 import time
@@ -44,34 +46,80 @@ def _parse_raw(input_type: str, items: list[Any], raw: list[int]) -> tuple[Any, 
     return (to_batch(input_type, valid) if valid else None), invalid
 
 
-def serve(loaded: Any, sock: socket.socket) -> None:
+def handle(loaded: Any, msg: dict[str, Any], payload: bytearray) -> dict[str, Any] | None:
+    """One frame from a frontend: a batch in, its reply out."""
+    if msg.get("type") != "batch":
+        return None
     input_type = loaded.manifest.input_type
+    try:
+        batch, n, raw = wire.decode_batch(msg, payload)
+        if input_type == "bytes":  # base64 on the wire
+            batch = [validate_input(input_type, x) for x in batch]
+        invalid: dict[str, str] = {}
+        if raw:
+            batch, invalid = _parse_raw(input_type, batch, raw)
+        outputs: list[str | None] = list(loaded.predict_batch(batch, n - len(invalid))) if batch is not None else []
+        if invalid:  # put the answers back in place around the inputs that failed validation
+            served = iter(outputs)
+            outputs = [None if str(i) in invalid else next(served) for i in range(n)]
+        return {"type": "result", "id": msg["id"], "outputs": outputs, "invalid": invalid}
+    except Exception as e:  # noqa: BLE001 - a model error is reported per batch, never fatal
+        kind = "contract" if type(e).__name__ == "PredictContractError" else "error"
+        return {"type": "error", "id": msg["id"], "kind": kind, "message": f"{type(e).__name__}: {e}"}
+
+
+def serve(loaded: Any, sock: socket.socket) -> None:
+    """One frontend: until it hangs up."""
     while True:
         try:
             msg, payload = wire.recv_frame(sock)
+            reply = handle(loaded, msg, payload)
+            if reply is not None:
+                wire.send_frame(sock, reply)
         except (ConnectionError, OSError):
             return
-        if msg.get("type") != "batch":
-            continue
-        try:
-            batch, n, raw = wire.decode_batch(msg, payload)
-            if input_type == "bytes":  # base64 on the wire
-                batch = [validate_input(input_type, x) for x in batch]
-            invalid: dict[str, str] = {}
-            if raw:
-                batch, invalid = _parse_raw(input_type, batch, raw)
-            outputs: list[str | None] = list(loaded.predict_batch(batch, n - len(invalid))) if batch is not None else []
-            if invalid:  # put the answers back in place around the inputs that failed validation
-                served = iter(outputs)
-                outputs = [None if str(i) in invalid else next(served) for i in range(n)]
-            reply: dict[str, Any] = {"type": "result", "id": msg["id"], "outputs": outputs, "invalid": invalid}
-        except Exception as e:  # noqa: BLE001 - a model error is reported per batch, never fatal
-            kind = "contract" if type(e).__name__ == "PredictContractError" else "error"
-            reply = {"type": "error", "id": msg["id"], "kind": kind, "message": f"{type(e).__name__}: {e}"}
-        try:
-            wire.send_frame(sock, reply)
-        except (ConnectionError, OSError):
-            return
+
+
+def serve_frontends(loaded: Any, host: str, port: int, hello: dict[str, Any], health: Any, interval: float) -> None:
+    """Every frontend ``host`` resolves to (on Kubernetes, a headless Service: one address per frontend pod),
+    looked up again every ``interval`` seconds for frontends that came or went. Never returns."""
+    sel = selectors.DefaultSelector()
+    links: dict[str, socket.socket] = {}
+    next_lookup = 0.0
+    while True:
+        if time.monotonic() >= next_lookup:
+            next_lookup = time.monotonic() + interval
+            try:
+                addrs = {str(ai[4][0]) for ai in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)}
+            except OSError as e:
+                print(f"replica: cannot resolve {host}: {e}", flush=True)
+                addrs = set()
+            for addr in sorted(addrs - links.keys()):
+                try:
+                    sock = socket.create_connection((addr, port), timeout=5)
+                    sock.settimeout(None)
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    wire.send_frame(sock, hello)
+                except OSError as e:
+                    print(f"replica: frontend {addr}:{port} not reachable ({e})", flush=True)
+                    continue
+                print(f"replica: linked to frontend {addr}:{port}", flush=True)
+                links[addr] = sock
+                sel.register(sock, selectors.EVENT_READ, addr)
+        health.status = "ready" if links else "disconnected"
+        for key, _ in sel.select(timeout=max(0.0, next_lookup - time.monotonic())):
+            addr = key.data
+            sock = links[addr]
+            try:
+                msg, payload = wire.recv_frame(sock)
+                reply = handle(loaded, msg, payload)
+                if reply is not None:
+                    wire.send_frame(sock, reply)
+            except (ConnectionError, OSError):
+                print(f"replica: frontend {addr} went away", flush=True)
+                sel.unregister(sock)
+                sock.close()
+                links.pop(addr, None)
 
 
 def _replica_id() -> int:
@@ -114,11 +162,13 @@ def main() -> int:
         traceback.print_exc()
         sys.stderr.flush()
         return LOAD_FAILED
+    hello = {"type": "hello", "model": name, "version": version, "replica_id": replica_id, "pid": os.getpid()}
+    if os.environ.get("CLIPPER_RESOLVE_INTERVAL"):
+        serve_frontends(loaded, host, port, hello, health, float(os.environ["CLIPPER_RESOLVE_INTERVAL"]))
     sock = _connect(host, port, float(os.environ.get("CLIPPER_CONNECT_TIMEOUT", "30")))
     sock.settimeout(None)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    wire.send_frame(sock, {"type": "hello", "model": name, "version": version, "replica_id": replica_id,
-                           "pid": os.getpid()})
+    wire.send_frame(sock, hello)
     health.status = "ready"
     print(f"replica {name}:{version}#{replica_id} ready (pid {os.getpid()})", flush=True)
     serve(loaded, sock)

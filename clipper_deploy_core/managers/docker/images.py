@@ -166,8 +166,8 @@ def plugin_requirements(plugin: str) -> tuple[str, list[str]]:
     minor = ".".join(platform.python_version().split(".")[:2])
     tag = str(registry.call(plugin, "base_image", python_version=minor))
     core = importlib_metadata.version("clipper-deploy-core")
-    # The core image also runs the Docker manager's frontend, which starts replica containers.
-    reqs = [f"clipper-deploy-core{'[docker]' if plugin == 'python' else ''}=={core}"]
+    # The core image also runs the frontend: on Docker (it starts replica containers) and on Kubernetes.
+    reqs = [f"clipper-deploy-core{'[docker,kubernetes]' if plugin == 'python' else ''}=={core}"]
     if info.distribution != "clipper-deploy-core":
         reqs.append(f"{info.distribution}=={info.version}")
         for raw in importlib_metadata.requires(info.distribution) or []:

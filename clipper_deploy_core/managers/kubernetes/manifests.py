@@ -191,7 +191,7 @@ def model_deployment(spec: ClusterSpec, model: ModelSpec) -> Manifest:
         {"name": "CLIPPER_PORT", "value": str(RPC_PORT)},
         {"name": "CLIPPER_REPLICA_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "CLIPPER_HEALTH_PORT", "value": str(HEALTH_PORT)},
-        {"name": "CLIPPER_CONNECT_TIMEOUT", "value": "120"},
+        {"name": "CLIPPER_RESOLVE_INTERVAL", "value": "5"},  # links to every frontend pod, as they come and go
         {"name": "PYTHONUNBUFFERED", "value": "1"},
     ]
     if model.digest:
