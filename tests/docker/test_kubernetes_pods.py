@@ -230,3 +230,30 @@ def test_a_pod_spec_with_a_wrong_environment_never_becomes_ready(cluster, core_i
     wait_until(lambda: kubelet.probe(pod, c.liveness_probe, c), "the replica process to be up (liveness)")
     assert not kubelet.probe(pod, c.readiness_probe, c)  # loaded, but linked to no frontend: not ready
     assert "not reachable" in pod.logs().decode()
+
+
+def test_the_users_path_create_endpoint_through_a_clipper_connection(cluster, core_image):
+    """connect() finds the cluster from its Services (NodePort at a node's InternalIP: here the node is the first
+    frontend pod's address, as kube-proxy would forward), then create_endpoint builds, deploys and links."""
+    from kubernetes import client
+
+    from clipper_deploy_core import ClipperConnection
+    from clipper_deploy_core.deployers.python import create_endpoint
+
+    _, kubelet = cluster
+    core = client.CoreV1Api(kubelet.kube["api"])
+    node_ip = kubelet.ip(kubelet.pods["prod-frontend"][0])
+    core.patch_node("node-1", {"status": {"addresses": [{"type": "InternalIP", "address": node_ip}]}})
+    for role, port in (("query", mf.QUERY_PORT), ("admin", mf.ADMIN_PORT)):
+        core.patch_namespaced_service(f"prod-{role}", "default", {"spec": {"ports": [
+            {"name": role, "port": port, "targetPort": role, "protocol": "TCP", "nodePort": port}]}})
+    conn = ClipperConnection(KubernetesContainerManager("prod", useInternalIP=True, api_client=kubelet.kube["api"],
+                                                        docker_client=kubelet.docker, rollout_timeout=120))
+    conn.connect()
+    assert conn.get_query_addr() == f"{node_ip}:{mf.QUERY_PORT}"
+    create_endpoint(conn, "kecho", "doubles", lambda xs: [str(len(x)) for x in xs], num_replicas=2)
+    assert conn.cm.get_num_replicas("kecho", "1") == 2
+    status, text = request("POST", f"http://{conn.get_query_addr()}/kecho/predict", {"input": [1.0, 2.0, 3.0]})
+    assert status == 200 and json.loads(text)["output"] == 3
+    conn.stop_all()
+    assert client.AppsV1Api(kubelet.kube["api"]).list_namespaced_deployment("default").items == []
