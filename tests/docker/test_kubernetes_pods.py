@@ -17,6 +17,7 @@ import urllib.request
 
 import pytest
 
+from clipper_deploy_core import ClipperException
 from clipper_deploy_core.bundle import save_bundle
 from clipper_deploy_core.http_client import admin_post, request
 from clipper_deploy_core.managers.kubernetes import KubernetesContainerManager
@@ -210,6 +211,9 @@ def test_the_frontend_and_model_pods_run_and_serve_through_both_frontends(cluste
         assert status == 200 and json.loads(text)["output"] == 3.5, text
     # the state written through the first frontend reached the second through the ConfigMap
     assert admin_post(f"{frontends[1]}:{mf.ADMIN_PORT}", "get_all_applications", {}) == ["ksum"]
+    # a mutation from outside the pod without the cluster's token is refused
+    with pytest.raises(ClipperException, match="need the cluster's admin token"):
+        admin_post(f"{frontends[1]}:{mf.ADMIN_PORT}", "delete_app", {"name": "ksum"})
 
 
 def test_a_pod_spec_with_a_wrong_environment_never_becomes_ready(cluster, core_image, tmp_path):

@@ -55,7 +55,7 @@ def test_start_clipper_creates_the_cluster_and_connect_finds_it(kube, controller
         manager(kube).start_clipper()
 
 
-def test_addresses_through_the_api_proxy_and_internal_ips(kube, controller):
+def test_addresses_through_the_api_proxy_node_ports_and_load_balancers(kube, controller):
     manager(kube).start_clipper()
     proxied = manager(kube, kubernetes_proxy_addr="127.0.0.1:8001")
     proxied.connect()
@@ -69,6 +69,12 @@ def test_addresses_through_the_api_proxy_and_internal_ips(kube, controller):
     external = manager(kube)
     external.connect()
     assert external.get_query_addr() == "203.0.113.7:31337"
+    core.patch_namespaced_service("prod-query", "default", {"spec": {"type": "LoadBalancer"}})
+    core.patch_namespaced_service_status("prod-query", "default",
+                                         {"status": {"loadBalancer": {"ingress": [{"ip": "198.51.100.9"}]}}})
+    balanced = manager(kube)
+    balanced.connect()
+    assert balanced.get_query_addr() == "198.51.100.9:1337"
 
 
 def test_a_missing_namespace_is_an_error(kube, controller):
