@@ -6,15 +6,17 @@ expressions, bodies are capped before they are read, and every error is JSON.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 import socket
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 
 @dataclass
@@ -110,6 +112,42 @@ class App:
                 return b"".join(chunks)
 
 
+class _CoalescingTransport:
+    """Writes made in one turn of the event loop leave in one send. uvicorn writes a response's head and
+    body separately: on loopback each write is a syscall and a packet the kernel processes, which cost
+    the frontend's single core about a third of its time per request (py-spy, mlp at c=32)."""
+
+    __slots__ = ("_buf", "_loop", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport, self._loop = transport, loop
+        self._buf: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if not self._buf:
+            self._loop.call_soon(self._flush)
+        self._buf.append(data)
+
+    def _flush(self) -> None:
+        if self._buf:
+            data = self._buf[0] if len(self._buf) == 1 else b"".join(self._buf)
+            self._buf.clear()
+            if not self._transport.is_closing():
+                self._transport.write(data)
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+class _HttpProtocol(HttpToolsProtocol):  # type: ignore[misc]
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(cast(asyncio.Transport, _CoalescingTransport(transport, self.loop)))
+
+
 class _Server(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -126,7 +164,7 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 def make_server(app: App) -> uvicorn.Server:
-    config = uvicorn.Config(app, http="httptools", loop="none", lifespan="off", access_log=False,
+    config = uvicorn.Config(app, http=_HttpProtocol, loop="none", lifespan="off", access_log=False,
                             log_level="warning", server_header=False, date_header=False, backlog=2048,
                             proxy_headers=False)
     return _Server(config)
