@@ -192,8 +192,9 @@ class Dispatcher:
             self.metrics.batch_size_limit.remove(key[0], key[1], str(rid))
 
     def _resolve(self, key: Key, batch: list[Task], reply: dict[str, Any], latency: float) -> None:
-        self.metrics.batch_size.labels(*key).observe(len(batch))
-        self.metrics.model_latency.labels(*key).observe(latency)
+        metrics = self.metrics.model(*key)
+        metrics.batch_size.observe(len(batch))
+        metrics.latency.observe(latency)
         if reply.get("type") == "result":
             invalid = reply.get("invalid") or {}
             for i, (t, out) in enumerate(zip(batch, reply["outputs"], strict=True)):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -9,6 +10,20 @@ from prometheus_client.parser import text_string_to_metric_families
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+
+
+@dataclass(frozen=True)
+class AppMetrics:
+    requests: Any
+    predictions: Any
+    latency: Any
+
+
+@dataclass(frozen=True)
+class ModelMetrics:
+    requests: Any
+    batch_size: Any
+    latency: Any
 
 
 class Metrics:
@@ -29,8 +44,26 @@ class Metrics:
                                     buckets=BATCH_BUCKETS, registry=r)
         self.batch_size_limit = Gauge("clipper_model_batch_size_limit", "Current batch-size cap (AIMD or fixed)",
                                       ["model", "version", "replica"], registry=r)
+        self._apps: dict[str, AppMetrics] = {}
+        self._models: dict[tuple[str, str], ModelMetrics] = {}
         self.live_replicas = Gauge("clipper_model_live_replicas", "Connected replicas", ["model", "version"],
                                    registry=r)
+
+    def app(self, name: str) -> AppMetrics:
+        """The per-app series, looked up once per app (``labels()`` takes a lock and hashes each time)."""
+        m = self._apps.get(name)
+        if m is None:
+            m = self._apps[name] = AppMetrics(self.requests.labels(name), self.predictions.labels(name),
+                                              self.app_latency.labels(name))
+        return m
+
+    def model(self, name: str, version: str) -> ModelMetrics:
+        m = self._models.get((name, version))
+        if m is None:
+            m = self._models[(name, version)] = ModelMetrics(
+                self.model_requests.labels(name, version), self.batch_size.labels(name, version),
+                self.model_latency.labels(name, version))
+        return m
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

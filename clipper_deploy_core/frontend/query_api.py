@@ -80,8 +80,9 @@ class QueryAPI:
     async def _predict_unparsed(self, app: Any, body: bytes, started: float) -> Response:
         """``{"input": [numbers]}`` and nothing else (two quotes in the whole body): the replica parses
         and validates it, which takes that work off the frontend's single core."""
-        self.metrics.requests.labels(app.name).inc()
-        self.metrics.predictions.labels(app.name).inc()
+        metrics = self.metrics.app(app.name)
+        metrics.requests.inc()
+        metrics.predictions.inc()
         _, outcomes = await self.run(app, [RawQuery(body)], None)
         outcome = outcomes[0]
         if outcome.reason == "invalid_input":
@@ -91,7 +92,7 @@ class QueryAPI:
                 parse_single_input(app.input_type, body)
             except InputError as e:
                 return json_error(400, "Json error", f"{e}. {SCHEMA_HINT}")
-        self.metrics.app_latency.labels(app.name).observe(time.monotonic() - started)
+        metrics.latency.observe(time.monotonic() - started)
         return json_response(self._reply(app, outcome))
 
     async def _predict_parsed(self, app: Any, raw_body: bytes, started: float) -> Response:
@@ -114,15 +115,16 @@ class QueryAPI:
         except InputError as e:
             return json_error(400, "Json error", f"{e}. {SCHEMA_HINT}")
         wire_inputs = raw if app.input_type == "bytes" else inputs  # bytes travel base64-encoded
-        self.metrics.requests.labels(app_name).inc()
-        self.metrics.predictions.labels(app_name).inc(len(inputs))
+        metrics = self.metrics.app(app_name)
+        metrics.requests.inc()
+        metrics.predictions.inc(len(inputs))
         version = body.get("version")
         try:
             _, outcomes = await self.run(app, wire_inputs, None if version is None else str(version))
         except QueryRejected as e:
             return json_error(400, "Query processing error", e.cause)
         replies = [self._reply(app, o) for o in outcomes]
-        self.metrics.app_latency.labels(app_name).observe(time.monotonic() - started)
+        metrics.latency.observe(time.monotonic() - started)
         if len(replies) == 1:
             return json_response(replies[0])
         return json_response({"batch_predictions": replies})
@@ -161,7 +163,7 @@ class QueryAPI:
         tasks = [Task(x, deadline, slo) for x in inputs]
         for t in tasks:
             queue.put(t)
-        self.metrics.model_requests.labels(*key).inc(len(tasks))
+        self.metrics.model(*key).requests.inc(len(tasks))
         # One timer per request answers whatever is still pending at the deadline with the SLO default.
         timer = asyncio.get_running_loop().call_at(_loop_time(deadline), _expire, tasks)
         try:
