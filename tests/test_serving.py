@@ -13,6 +13,7 @@ import pytest
 from clipper_deploy_core import ClipperConnection, ClipperException, LocalContainerManager, UnconnectedException
 from clipper_deploy_core.bundle import save_bundle
 from clipper_deploy_core.deployers.python import create_endpoint, deploy_python_closure
+from clipper_deploy_core.testing import wait_until
 
 
 def post(conn, path, body, raw=None):
@@ -24,15 +25,6 @@ def post(conn, path, body, raw=None):
             return r.status, json.loads(r.read())
     except urllib.error.HTTPError as e:
         return e.code, json.loads(e.read())
-
-
-def wait_until(cond, timeout=30.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture(scope="module")

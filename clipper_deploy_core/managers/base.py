@@ -34,3 +34,27 @@ class ContainerManager(abc.ABC):
     def get_query_addr(self) -> str: ...
     @abc.abstractmethod
     def get_metric_addr(self) -> str: ...
+
+
+class RemoteAddresses:
+    """For managers whose cluster runs elsewhere: ``connect()`` fills ``addrs`` (``query``, ``admin``)."""
+
+    addrs: dict[str, str] | None = None
+
+    def connect(self) -> None:
+        raise NotImplementedError
+
+    def _need(self) -> dict[str, str]:
+        if self.addrs is None:
+            self.connect()
+        assert self.addrs is not None
+        return self.addrs
+
+    def get_query_addr(self) -> str:
+        return self._need()["query"]
+
+    def get_admin_addr(self) -> str:
+        return self._need()["admin"]
+
+    def get_metric_addr(self) -> str:
+        return self.get_query_addr()  # /metrics is served on the query port

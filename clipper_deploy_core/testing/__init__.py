@@ -27,7 +27,7 @@ from ..bundle.check import run_check, to_wire
 from ..exceptions import BundleIntegrityError
 from ..inputs import canonical_input_type, validate_input
 from ..plugin import HOOK_API_VERSION, get_registry, select_plugin
-from .cluster import local_cluster, outputs, predict, query, seed_signature, signature
+from .cluster import local_cluster, outputs, predict, query, seed_signature, signature, wait_until
 
 
 @dataclass
@@ -179,4 +179,4 @@ class PluginConformance:
 
 __all__ = ["CHECKS", "ConformanceCase", "ConformanceError", "PluginConformance", "check_batch_contract",
            "check_conformance", "check_detection", "check_integrity", "check_predict", "check_round_trip",
-           "local_cluster", "outputs", "predict", "query", "seed_signature", "signature"]
+           "local_cluster", "outputs", "predict", "query", "seed_signature", "signature", "wait_until"]

@@ -6,6 +6,7 @@ import contextlib
 import inspect
 import json
 import re
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,16 @@ from typing import Any
 from ..http_client import request
 
 SEED_ENV = "CLIPPER_DEPLOY_SEED"
+
+
+def wait_until(check: Callable[[], Any], what: str = "condition", timeout: float = 30.0) -> None:
+    """Poll ``check`` until it is true; fail (naming ``what``) after ``timeout`` seconds. For conditions that
+    other processes make true (a replica restarted, a container replaced), never a fixed sleep."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.02)
 
 
 @contextlib.contextmanager

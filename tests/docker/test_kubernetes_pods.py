@@ -10,9 +10,9 @@ own logic (kmock stores objects without checking them). The frontend reads the e
 kubeconfig instead of a service account token.
 """
 
+import functools
 import json
 import threading
-import time
 import urllib.request
 
 import pytest
@@ -22,6 +22,7 @@ from clipper_deploy_core.bundle import save_bundle
 from clipper_deploy_core.http_client import admin_post, request
 from clipper_deploy_core.managers.kubernetes import KubernetesContainerManager
 from clipper_deploy_core.managers.kubernetes import manifests as mf
+from clipper_deploy_core.testing import wait_until
 
 from ..kubernetes.emulator import start_emulator
 
@@ -29,12 +30,7 @@ NETWORK = "clipper-deploy-k8s-pods"
 POD_LABEL = "ai.clipper-deploy.test-pod"
 
 
-def wait_until(check, what, timeout=120.0):
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)  # polling a condition, bounded by the deadline
+wait_until = functools.partial(wait_until, timeout=120)  # containers and images take longer
 
 
 class Kubelet:

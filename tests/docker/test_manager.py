@@ -4,6 +4,7 @@ The module's cluster uses the default bridge network (ports published on 127.0.0
 test runs a second cluster on the host's network and stops both with stop_all().
 """
 
+import functools
 import json
 import subprocess
 import sys
@@ -16,19 +17,14 @@ from clipper_deploy_core import ClipperConnection, ClipperException, DockerConta
 from clipper_deploy_core.bundle import save_bundle
 from clipper_deploy_core.deployers.python import create_endpoint
 from clipper_deploy_core.managers.docker import labels as lb
-from clipper_deploy_core.testing import query
+from clipper_deploy_core.testing import query, wait_until
 
 from .conftest import TEST_LABEL
 
 CLUSTER = "dtest"
 
 
-def wait_until(check, what, timeout=120.0):
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)  # polling a condition, bounded by the deadline
+wait_until = functools.partial(wait_until, timeout=120)  # containers and images take longer
 
 
 def containers(docker_client, cluster, role=None, model=None):

@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -23,14 +22,7 @@ from clipper_deploy_core.frontend.state import ClusterState
 from clipper_deploy_core.http_client import admin_post, request
 from clipper_deploy_core.managers.kubernetes import KubernetesContainerManager
 from clipper_deploy_core.managers.kubernetes.state_store import ConfigMapStateStore
-
-
-def wait_until(check, what, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)  # polling a condition, bounded by the deadline
+from clipper_deploy_core.testing import wait_until
 
 
 def kubeconfig(kube, path):

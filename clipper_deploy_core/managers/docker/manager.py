@@ -25,6 +25,7 @@ from ...exceptions import ClipperException
 from ...http_client import request
 from ...naming import validate_name
 from ..admin_client import AdminBackedManager
+from ..base import RemoteAddresses
 from . import labels as lb
 from .images import build_model_image, model_image_tag
 
@@ -40,7 +41,7 @@ def _core_image() -> str:
     return str(get_registry().call("python", "base_image", python_version=minor))
 
 
-class DockerContainerManager(AdminBackedManager):
+class DockerContainerManager(RemoteAddresses, AdminBackedManager):
     """Clipper's ``DockerContainerManager`` arguments, plus:
 
     ``network_mode``: ``"bridge"`` (default: the user-defined network ``docker_network``, ports
@@ -132,21 +133,6 @@ class DockerContainerManager(AdminBackedManager):
         if self.addrs is None or not self._answers(self.addrs["admin"]):
             raise ClipperException(f"The frontend of cluster '{self.cluster_name}' (container {container.name}) "
                                    f"is not answering yet")
-
-    def _need(self) -> dict[str, str]:
-        if self.addrs is None:
-            self.connect()
-        assert self.addrs is not None
-        return self.addrs
-
-    def get_query_addr(self) -> str:
-        return self._need()["query"]
-
-    def get_admin_addr(self) -> str:
-        return self._need()["admin"]
-
-    def get_metric_addr(self) -> str:
-        return self.get_query_addr()
 
     # --- cluster lifecycle --------------------------------------------------------------------
     def _socket_mount(self) -> tuple[dict[str, Any], dict[str, str]]:

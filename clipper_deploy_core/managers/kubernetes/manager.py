@@ -17,7 +17,7 @@ from typing import Any
 
 from ...exceptions import ClipperException
 from ...naming import validate_name
-from ..base import ContainerManager
+from ..base import ContainerManager, RemoteAddresses
 from . import manifests as mf
 
 ROLLOUT_TIMEOUT_S = 300.0
@@ -36,7 +36,7 @@ def _has_labels(obj: Any, labels: dict[str, str]) -> bool:
     return all(have.get(k) == v for k, v in labels.items())
 
 
-class KubernetesContainerManager(ContainerManager):
+class KubernetesContainerManager(RemoteAddresses, ContainerManager):
     """Clipper's ``KubernetesContainerManager`` arguments, plus ``registry`` (where model images are
     pushed, and pulled from by the cluster), ``num_frontend_replicas``, ``frontend_image``,
     ``model_resources`` (per model name: ``{"cpu": "500m", "memory": "1Gi", "gpus": 1}``),
@@ -233,21 +233,6 @@ class KubernetesContainerManager(ContainerManager):
                         return str(a.address)
         raise ClipperException(f"No node has an address of type {' or '.join(want)}; set kubernetes_proxy_addr "
                                f"or useInternalIP")
-
-    def _need(self) -> dict[str, str]:
-        if self.addrs is None:
-            self.connect()
-        assert self.addrs is not None
-        return self.addrs
-
-    def get_query_addr(self) -> str:
-        return self._need()["query"]
-
-    def get_admin_addr(self) -> str:
-        return self._need()["admin"]
-
-    def get_metric_addr(self) -> str:
-        return self.get_query_addr()
 
     # --- rollouts -----------------------------------------------------------------------------
     def _wait_rollout(self, name: str, replicas: int, labels: dict[str, str], what: str) -> None:
