@@ -29,6 +29,7 @@ def _conn(args: argparse.Namespace) -> Any:
 
     q, a, r = (int(getattr(args, k, d)) for k, d in (("query_port", 1337), ("admin_port", 1338), ("rpc_port", 7000)))
     if args.docker:
+        _require("docker", "docker")
         from .managers.docker import DockerContainerManager
 
         return ClipperConnection(DockerContainerManager(
@@ -128,6 +129,7 @@ def _predict(args: argparse.Namespace) -> int:
 def _images_build(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    _require("docker", "docker")
     import docker
 
     from .managers.docker.images import ImageSpec, build_image, default_root_image, plugin_requirements
@@ -148,9 +150,19 @@ def _images_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _require(module: str, extra: str) -> None:
+    import importlib.util
+
+    from .exceptions import ClipperException
+
+    if importlib.util.find_spec(module) is None:
+        raise ClipperException(f"This command needs {module}: pip install 'clipper-deploy-core[{extra}]'")
+
+
 def _k8s_render(args: argparse.Namespace) -> int:
     import secrets
 
+    _require("yaml", "kubernetes")
     import yaml
 
     from .managers.kubernetes import KubernetesContainerManager
