@@ -48,3 +48,14 @@ def test_start_status_stop(tmp_path):
     assert stopped.returncode == 0 and "stopped" in stopped.stdout
     missing = cli("status", "--cluster", "cli-test", home=tmp_path)
     assert missing.returncode == 1 and "No running cluster named 'cli-test'" in missing.stderr
+
+
+def test_a_command_that_needs_an_extra_names_it():
+    import pytest
+
+    from clipper_deploy_core import ClipperException
+    from clipper_deploy_core.cli import _require
+
+    with pytest.raises(ClipperException, match=r"needs no_such_module_xyz: pip install 'clipper-deploy-core\[kube\]'"):
+        _require("no_such_module_xyz", "kube")
+    _require("json", "none")  # present: no error
