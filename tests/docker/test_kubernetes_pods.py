@@ -201,8 +201,12 @@ def test_the_frontend_and_model_pods_run_and_serve_through_both_frontends(cluste
     assert cm.get_num_replicas("ksum", "1") == 1
     # The replica linked to both frontend pods through the headless RPC Service; each answers.
     for ip in frontends:
-        wait_until(lambda ip=ip: admin_post(f"{ip}:{mf.ADMIN_PORT}", "get_all_containers", {}) != [],
-                   f"the replica on frontend {ip}")
+        try:
+            wait_until(lambda ip=ip: admin_post(f"{ip}:{mf.ADMIN_PORT}", "get_all_containers", {}) != [],
+                       f"the replica on frontend {ip}")
+        except AssertionError as e:
+            logs = {c.name: c.logs().decode()[-1500:] for pods in kubelet.pods.values() for c in pods}
+            raise AssertionError(f"{e}; pod logs: {logs}") from None
         status, text = request("POST", f"http://{ip}:{mf.QUERY_PORT}/ksum/predict", {"input": [1.0, 2.5]})
         assert status == 200 and json.loads(text)["output"] == 3.5, text
     # the state written through the first frontend reached the second through the ConfigMap
@@ -228,8 +232,8 @@ def test_a_pod_spec_with_a_wrong_environment_never_becomes_ready(cluster, core_i
     (c,) = client.AppsV1Api(kubelet.kube["api"]).read_namespaced_deployment(
         manifest["metadata"]["name"], "default").spec.template.spec.containers
     wait_until(lambda: kubelet.probe(pod, c.liveness_probe, c), "the replica process to be up (liveness)")
+    wait_until(lambda: "not reachable" in pod.logs().decode(), "the replica to try the frontends")
     assert not kubelet.probe(pod, c.readiness_probe, c)  # loaded, but linked to no frontend: not ready
-    assert "not reachable" in pod.logs().decode()
 
 
 def test_the_users_path_create_endpoint_through_a_clipper_connection(cluster, core_image):

@@ -162,8 +162,10 @@ def services(spec: ClusterSpec) -> list[Manifest]:
 
 
 def cluster_manifests(spec: ClusterSpec, token: str, with_namespace: bool = False) -> list[Manifest]:
+    # Services before the Deployment whose pods they select (Kubernetes' own advice): a pod then starts with
+    # every Service already resolvable.
     return [*([namespace(spec)] if with_namespace else []), admin_token_secret(spec, token), state_configmap(spec),
-            *rbac(spec), frontend_deployment(spec), *services(spec)]
+            *rbac(spec), *services(spec), frontend_deployment(spec)]
 
 
 def model_deployment_name(spec: ClusterSpec, model: ModelSpec) -> str:
