@@ -68,14 +68,19 @@ def handle(loaded: Any, msg: dict[str, Any], payload: bytearray) -> dict[str, An
         return {"type": "error", "id": msg["id"], "kind": kind, "message": f"{type(e).__name__}: {e}"}
 
 
+def answer(loaded: Any, sock: socket.socket) -> None:
+    """Read one frame from a frontend and send its reply; ``ConnectionError``/``OSError`` when it is gone."""
+    msg, payload = wire.recv_frame(sock)
+    reply = handle(loaded, msg, payload)
+    if reply is not None:
+        wire.send_frame(sock, reply)
+
+
 def serve(loaded: Any, sock: socket.socket) -> None:
     """One frontend: until it hangs up."""
     while True:
         try:
-            msg, payload = wire.recv_frame(sock)
-            reply = handle(loaded, msg, payload)
-            if reply is not None:
-                wire.send_frame(sock, reply)
+            answer(loaded, sock)
         except (ConnectionError, OSError):
             return
 
@@ -111,10 +116,7 @@ def serve_frontends(loaded: Any, host: str, port: int, hello: dict[str, Any], he
             addr = key.data
             sock = links[addr]
             try:
-                msg, payload = wire.recv_frame(sock)
-                reply = handle(loaded, msg, payload)
-                if reply is not None:
-                    wire.send_frame(sock, reply)
+                answer(loaded, sock)
             except (ConnectionError, OSError):
                 print(f"replica: frontend {addr} went away", flush=True)
                 sel.unregister(sock)
