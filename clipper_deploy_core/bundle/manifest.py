@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import platform
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,11 @@ MANIFEST_NAME = "manifest.json"
 FUNC_NAME = "func.pkl"
 MODEL_DIR = "model"
 FORMAT_VERSION = 1
+
+
+def python_minor(version: str | None = None) -> str:
+    """``"3.11"`` for ``version`` ``"3.11.7"``; by default this interpreter's (pickles load on that minor only)."""
+    return ".".join((version or platform.python_version()).split(".")[:2])
 
 
 @dataclass(frozen=True)
@@ -42,7 +48,7 @@ class Manifest:
 
     @property
     def python_minor(self) -> str:
-        return ".".join(self.python_version.split(".")[:2])
+        return python_minor(self.python_version)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True) + "\n"

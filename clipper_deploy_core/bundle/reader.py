@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import platform
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -14,7 +13,7 @@ import cloudpickle
 from ..exceptions import BundleError, BundleIntegrityError, PredictContractError
 from ..inputs import to_batch
 from ..plugin import HOOK_API_VERSION, PluginRegistry, get_registry
-from .manifest import FUNC_NAME, MANIFEST_NAME, MODEL_DIR, Manifest, bundle_digest
+from .manifest import FUNC_NAME, MANIFEST_NAME, MODEL_DIR, Manifest, bundle_digest, python_minor
 from .writer import hash_tree
 
 
@@ -51,7 +50,7 @@ def verify_bundle(bundle_dir: Path | str, expected_digest: str | None = None) ->
 
 
 def check_python(manifest: Manifest) -> None:
-    here = ".".join(platform.python_version().split(".")[:2])
+    here = python_minor()
     if manifest.python_minor != here:
         raise BundleError(
             f"Bundle {manifest.name}:{manifest.version} was pickled by Python {manifest.python_minor} "

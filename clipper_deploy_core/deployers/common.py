@@ -7,7 +7,6 @@ Each framework's ``deploy_<fw>_model`` / ``create_endpoint`` is a thin call into
 from __future__ import annotations
 
 import contextlib
-import platform
 import shutil
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from typing import Any
 
 from ..bundle import save_bundle
 from ..bundle.check import run_check
+from ..bundle.manifest import python_minor
 from ..connection import ConnectionInterface
 from ..envs import ensure_env
 from ..exceptions import ClipperException
@@ -54,8 +54,7 @@ def validate_deploy_args(num_replicas: object, batch_size: object) -> None:
 
 def resolve_base_image(plugin: str, base_image: str | None) -> str:
     if base_image in (None, "default"):
-        python_minor = ".".join(platform.python_version().split(".")[:2])
-        return str(get_registry().call(plugin, "base_image", python_version=python_minor))
+        return str(get_registry().call(plugin, "base_image", python_version=python_minor()))
     return base_image
 
 

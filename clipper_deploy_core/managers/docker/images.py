@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import platform
 import sys
 import tarfile
 import threading
@@ -21,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ...bundle.manifest import python_minor
 from ...exceptions import ClipperException
 
 LOG_TAIL_LINES = 40
@@ -29,7 +29,7 @@ TICK_S = float(os.environ.get("CLIPPER_DEPLOY_BUILD_TICK", "10"))
 
 def default_root_image() -> str:
     """An official slim Python image of this Python's minor version."""
-    return f"python:{'.'.join(platform.python_version().split('.')[:2])}-slim"
+    return f"python:{python_minor()}-slim"
 
 
 @dataclass
@@ -41,7 +41,7 @@ class ImageSpec:
     ca_bundle: Path | None = None
     pip_conf: Path | None = None
     offline: bool = False  # pip may use the wheelhouse only
-    python_minor: str = field(default_factory=lambda: ".".join(platform.python_version().split(".")[:2]))
+    python_minor: str = field(default_factory=python_minor)
     labels: dict[str, str] = field(default_factory=dict)
 
 
@@ -163,8 +163,7 @@ def plugin_requirements(plugin: str) -> tuple[str, list[str]]:
 
     registry = get_registry()
     info = registry.info(plugin)
-    minor = ".".join(platform.python_version().split(".")[:2])
-    tag = str(registry.call(plugin, "base_image", python_version=minor))
+    tag = str(registry.call(plugin, "base_image", python_version=python_minor()))
     core = importlib_metadata.version("clipper-deploy-core")
     # The core image also runs the frontend: on Docker (it starts replica containers) and on Kubernetes.
     reqs = [f"clipper-deploy-core{'[docker,kubernetes]' if plugin == 'python' else ''}=={core}"]

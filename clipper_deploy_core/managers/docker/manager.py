@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import secrets
 import tarfile
 import tempfile
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ...bundle import verify_bundle
+from ...deployers.common import resolve_base_image
 from ...exceptions import ClipperException
 from ...http_client import request
 from ...naming import validate_name
@@ -33,12 +33,6 @@ START_TIMEOUT_S = 120.0
 QUERY_PORT, ADMIN_PORT, RPC_PORT = 1337, 1338, 7000  # inside the frontend container, on a bridge network
 SOCKET_IN_CONTAINER = "/var/run/docker.sock"
 
-
-def _core_image() -> str:
-    from ...plugin import get_registry
-
-    minor = ".".join(platform.python_version().split(".")[:2])
-    return str(get_registry().call("python", "base_image", python_version=minor))
 
 
 class DockerContainerManager(RemoteAddresses, AdminBackedManager):
@@ -150,7 +144,7 @@ class DockerContainerManager(RemoteAddresses, AdminBackedManager):
                 raise ClipperException(f"A cluster named '{self.cluster_name}' is already running (container "
                                        f"{running.name}). Use connect(), or stop_all() it first")
             running.remove(force=True)
-        image = self.frontend_image or _core_image()
+        image = self.frontend_image or resolve_base_image("python", None)
         self._require_image(image, "the frontend")
         token = self.admin_token or secrets.token_urlsafe(24)
         labels = {lb.CLUSTER: self.cluster_name, "ai.clipper-deploy.network": self.network}

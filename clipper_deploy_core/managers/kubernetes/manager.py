@@ -15,6 +15,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from ...deployers.common import resolve_base_image
 from ...exceptions import ClipperException
 from ...naming import validate_name
 from ..base import ContainerManager, RemoteAddresses
@@ -75,8 +76,8 @@ class KubernetesContainerManager(RemoteAddresses, ContainerManager):
         self.model_resources = dict(model_resources or {})
         self.rollout_timeout = rollout_timeout
         self.admin_token = admin_token
-        self.spec = mf.ClusterSpec(cluster_name, namespace, frontend_image or _core_image(), num_frontend_replicas,
-                                   types)
+        self.spec = mf.ClusterSpec(cluster_name, namespace, frontend_image or resolve_base_image("python", None),
+                                   num_frontend_replicas, types)
         self._api = api_client
         self._docker = docker_client
         self.addrs: dict[str, str] | None = None
@@ -403,8 +404,3 @@ class KubernetesContainerManager(RemoteAddresses, ContainerManager):
                     deleter(obj.metadata.name, self.ns, body=body)
         self.addrs = None
 
-
-def _core_image() -> str:
-    from ..docker.manager import _core_image as core
-
-    return core()
