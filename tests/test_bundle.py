@@ -179,3 +179,16 @@ def test_numpy_array_of_strings_is_accepted(tmp_path):
 def test_closure_plugin_refuses_a_model_object(tmp_path):
     with pytest.raises(ClipperException, match="takes no model object"):
         save_bundle(tmp_path / "b", name="m", version=1, input_type="doubles", func=len, model=object())
+
+
+def test_a_bundle_of_another_model_version_is_refused_before_it_ships(tmp_path):
+    from clipper_deploy_core import LocalContainerManager
+
+    bundle = save_bundle(tmp_path / "b", name="m", version=2, input_type="doubles", func=len)
+    assert verify_bundle(bundle, expected_model=("m", "2")).version == "2"
+    with pytest.raises(BundleError, match="bundle is m:2, not m:3"):
+        verify_bundle(bundle, expected_model=("m", "3"))
+    cm = LocalContainerManager("mismatch", home=tmp_path / "home")
+    with pytest.raises(BundleError, match="bundle is m:2, not other:2"):
+        cm.build_model("other", "2", str(bundle), "img")
+    assert not (tmp_path / "home" / "clusters" / "mismatch" / "bundles").exists()  # nothing was copied

@@ -28,10 +28,14 @@ def read_manifest(bundle_dir: Path | str) -> Manifest:
     return Manifest.from_json(path.read_text(), str(path))
 
 
-def verify_bundle(bundle_dir: Path | str, expected_digest: str | None = None) -> Manifest:
-    """Check the manifest's digest (when known) and every file's sha256; return the manifest."""
+def verify_bundle(bundle_dir: Path | str, expected_digest: str | None = None,
+                  expected_model: tuple[str, str] | None = None) -> Manifest:
+    """Check the manifest's digest (when known), that it holds ``expected_model`` (name, version) when
+    given, and every file's sha256; return the manifest."""
     root = Path(bundle_dir)
     manifest = read_manifest(root)
+    if expected_model is not None and (manifest.name, manifest.version) != expected_model:
+        raise BundleError(f"bundle is {manifest.name}:{manifest.version}, not {':'.join(expected_model)}")
     if expected_digest is not None and bundle_digest(root) != expected_digest:
         raise BundleIntegrityError(f"bundle {root}: manifest digest {bundle_digest(root)} does not match the "
                                    f"registered digest {expected_digest}; the bundle was changed after deploy")

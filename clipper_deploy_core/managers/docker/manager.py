@@ -221,9 +221,7 @@ class DockerContainerManager(RemoteAddresses, AdminBackedManager):
     def build_model(self, name: str, version: str, model_data_path: str, base_image: str,
                     container_registry: str | None = None, pkgs_to_install: list[str] | None = None) -> str:
         """One image per model version: FROM ``base_image``, ``pkgs_to_install`` at build time, the bundle in."""
-        manifest = verify_bundle(model_data_path)
-        if (manifest.name, manifest.version) != (name, str(version)):
-            raise ClipperException(f"bundle is {manifest.name}:{manifest.version}, not {name}:{version}")
+        verify_bundle(model_data_path, expected_model=(name, str(version)))
         self._require_image(base_image, f"model {name}:{version}")
         tag = model_image_tag(self.cluster_name, name, str(version), container_registry)
         return build_model_image(self.client, Path(model_data_path), base_image, tag, pkgs_to_install,

@@ -300,9 +300,7 @@ class KubernetesContainerManager(RemoteAddresses, ContainerManager):
         from ...bundle import verify_bundle
         from ..docker.images import build_model_image, model_image_tag
 
-        manifest = verify_bundle(model_data_path)
-        if (manifest.name, manifest.version) != (name, str(version)):
-            raise ClipperException(f"bundle is {manifest.name}:{manifest.version}, not {name}:{version}")
+        verify_bundle(model_data_path, expected_model=(name, str(version)))
         registry = container_registry or self.registry
         tag = model_image_tag(self.cluster_name, name, str(version), registry)
         return build_model_image(self.docker, Path(model_data_path), base_image, tag, pkgs_to_install,

@@ -115,7 +115,7 @@ class LocalContainerManager(AdminBackedManager):
     def build_model(self, name: str, version: str, model_data_path: str, base_image: str,
                     container_registry: str | None = None, pkgs_to_install: list[str] | None = None) -> str:
         """Copy the verified bundle into the cluster's directory; the "image" is that directory."""
-        manifest = verify_bundle(model_data_path)
+        verify_bundle(model_data_path, expected_model=(name, str(version)))
         digest = bundle_digest(Path(model_data_path))
         dest = self.dir / "bundles" / f"{name}-{version}-{digest[:16]}"
         if not dest.exists():
@@ -123,8 +123,6 @@ class LocalContainerManager(AdminBackedManager):
             shutil.rmtree(tmp, ignore_errors=True)
             shutil.copytree(model_data_path, tmp)
             tmp.replace(dest)
-        if (manifest.name, manifest.version) != (name, str(version)):
-            raise ClipperException(f"bundle is {manifest.name}:{manifest.version}, not {name}:{version}")
         return str(dest)
 
     def deploy_model(self, name: str, version: str, input_type: str, image: str, num_replicas: int = 1) -> None:
