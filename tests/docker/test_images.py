@@ -122,3 +122,12 @@ def test_the_images_build_command_builds_the_core_image(core_image, root_image, 
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "Step 1/" in out.stdout and f"built {core_image[0].tag}" in out.stdout
+
+
+def test_an_image_that_is_neither_here_nor_pullable_is_named(docker_client, core_image):
+    from clipper_deploy_core.managers.docker.images import ensure_image
+
+    assert ensure_image(docker_client, core_image[0].tag, "the test").tags  # present: returned as is
+    with pytest.raises(ClipperException, match=r"Image localhost:1/clipper-deploy-none:1 for model m:1 is not on the "
+                                               r"engine and cannot be pulled"):
+        ensure_image(docker_client, "localhost:1/clipper-deploy-none:1", "model m:1")

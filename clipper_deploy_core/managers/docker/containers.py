@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ...exceptions import ClipperException
 from ...frontend.state import Deployment
 from ..supervisor import READY_TIMEOUT_S, Replica
 from . import labels as lb
+from .images import ensure_image
 
 HEALTH_INTERVAL_S = 1.0
 
@@ -59,6 +59,12 @@ def _in_own_thread(fn: Callable[..., int], *args: Any) -> asyncio.Future[int]:
     return future
 
 
+def _health(container: Any) -> str | None:
+    """The engine's health status of a (reloaded) container: starting, healthy or unhealthy."""
+    status = container.attrs["State"].get("Health", {}).get("Status")
+    return None if status is None else str(status)
+
+
 def _ns(seconds: float) -> int:
     return int(seconds * 1e9)
 
@@ -81,36 +87,21 @@ class ContainerRunner:
                    json.loads(os.environ.get("CLIPPER_DOCKER_EXTRA", "{}")))
 
     async def prepare(self, d: Deployment) -> None:
-        await asyncio.to_thread(self._ensure_image, d.bundle_dir)
-
-    def _ensure_image(self, image: str) -> None:
-        import docker.errors
-
-        try:
-            self.client.images.get(image)
-            return
-        except docker.errors.ImageNotFound:
-            pass
-        try:
-            self.client.images.pull(image)
-        except docker.errors.APIError as e:
-            raise ClipperException(f"Image {image} is not on the engine and cannot be pulled: {e}") from e
+        await asyncio.to_thread(ensure_image, self.client, d.bundle_dir, f"model {d.name}:{d.version}")
 
     async def start(self, d: Deployment, r: Replica, env: dict[str, str]) -> None:
         env = {**env, "CLIPPER_HEALTH_PORT": "0"}
         env.pop("CLIPPER_MODEL_PATH")  # the image has the bundle at its own path
         name = lb.container_name(self.cluster, d.name, d.version, str(r.replica_id), secrets.token_hex(3))
-        extra = dict(self.extra)
+        labels = {lb.CLUSTER: self.cluster, lb.ROLE: "replica", lb.MODEL: f"{d.name}:{d.version}",
+                  lb.REPLICA: str(r.replica_id)}
         kwargs: dict[str, Any] = {
             "name": name, "detach": True, "init": True,
-            "environment": {**extra.pop("environment", {}), **env},
-            "labels": {**extra.pop("labels", {}), lb.CLUSTER: self.cluster, lb.ROLE: "replica",
-                       lb.MODEL: f"{d.name}:{d.version}", lb.REPLICA: str(r.replica_id)},
             "healthcheck": {"test": ["CMD", "python", "-m", "clipper_deploy_core.replica.probe", "ready"],
                             "interval": _ns(HEALTH_INTERVAL_S), "timeout": _ns(5), "retries": 3,
                             "start_period": _ns(READY_TIMEOUT_S)},
             **({"network_mode": "host"} if self.network == "host" else {"network": self.network}),
-            **extra,
+            **lb.with_extra(self.extra, env, labels),
         }
         container = await asyncio.to_thread(self.client.containers.run, d.bundle_dir, **kwargs)
         r.where = {"container": container.short_id, "container_name": name}
@@ -136,7 +127,7 @@ class ContainerRunner:
             except docker.errors.NotFound:
                 why = "the container was removed"
                 break
-            if container.attrs["State"].get("Health", {}).get("Status") == "unhealthy":
+            if _health(container) == "unhealthy":
                 why = "its health check failed: killed"
                 try:
                     container.kill()
@@ -179,7 +170,7 @@ class ContainerRunner:
                 await asyncio.to_thread(running.container.reload)
             except docker.errors.NotFound:
                 return False
-            status = running.container.attrs["State"].get("Health", {}).get("Status")
+            status = _health(running.container)
             if status == "healthy":
                 return True
             if status == "unhealthy":

@@ -196,6 +196,22 @@ def wheelhouse_from_sources(sources: Sequence[Path], dest: Path) -> Path:
     return dest
 
 
+def ensure_image(client: Any, image: str, what: str) -> Any:
+    """The image, pulled when the engine does not have it; ``ClipperException`` naming ``what`` needs it if
+    it cannot be had."""
+    import docker.errors
+
+    try:
+        return client.images.get(image)
+    except docker.errors.ImageNotFound:
+        pass
+    try:
+        return client.images.pull(image)
+    except docker.errors.APIError as e:
+        raise ClipperException(f"Image {image} for {what} is not on the engine and cannot be pulled ({e}). "
+                               f"Build the base images with `clipper-deploy images build`") from e
+
+
 def model_image_tag(cluster: str, name: str, version: str, registry: str | None = None) -> str:
     """Clipper's tag scheme: ``[registry/]<cluster>-<name>:<version>``."""
     return f"{registry.rstrip('/') + '/' if registry else ''}{cluster}-{name}:{version}"
@@ -212,6 +228,7 @@ def build_model_image(client: Any, bundle_dir: Path, base_image: str, tag: str,
 
     manifest = read_manifest(bundle_dir)
     pkgs = validate_pkgs(pkgs_to_install)
+    ensure_image(client, base_image, f"model {manifest.name}:{manifest.version}")
     lines = [f"FROM {base_image}", "COPY model /model",
              f"ENV CLIPPER_MODEL_PATH=/model CLIPPER_BUNDLE_DIGEST={bundle_digest(bundle_dir)} "
              f"CLIPPER_MODEL_NAME={manifest.name} CLIPPER_MODEL_VERSION={manifest.version} "

@@ -27,7 +27,7 @@ from ...naming import validate_name
 from ..admin_client import AdminBackedManager
 from ..base import RemoteAddresses
 from . import labels as lb
-from .images import build_model_image, model_image_tag
+from .images import build_model_image, ensure_image, model_image_tag
 
 START_TIMEOUT_S = 120.0
 QUERY_PORT, ADMIN_PORT, RPC_PORT = 1337, 1338, 7000  # inside the frontend container, on a bridge network
@@ -112,8 +112,7 @@ class DockerContainerManager(RemoteAddresses, AdminBackedManager):
         return None
 
     def _use(self, container: Any) -> None:
-        env = dict(e.split("=", 1) for e in container.attrs["Config"]["Env"] or [])
-        self.admin_token = env.get("CLIPPER_ADMIN_TOKEN") or self.admin_token
+        self.admin_token = lb.env_of(container.attrs).get("CLIPPER_ADMIN_TOKEN") or self.admin_token
         self.addrs = self._addresses(container)
 
     def connect(self) -> None:
@@ -122,7 +121,7 @@ class DockerContainerManager(RemoteAddresses, AdminBackedManager):
             raise ClipperException(f"No running cluster named '{self.cluster_name}' on the Docker engine "
                                    f"(no running container labelled {lb.CLUSTER}={self.cluster_name}). "
                                    f"Start one with start_clipper()")
-        self.network = container.labels.get("ai.clipper-deploy.network", self.network)
+        self.network = container.labels.get(lb.NETWORK, self.network)
         self._use(container)
         if self.addrs is None or not self._answers(self.addrs["admin"]):
             raise ClipperException(f"The frontend of cluster '{self.cluster_name}' (container {container.name}) "
@@ -145,9 +144,9 @@ class DockerContainerManager(RemoteAddresses, AdminBackedManager):
                                        f"{running.name}). Use connect(), or stop_all() it first")
             running.remove(force=True)
         image = self.frontend_image or resolve_base_image("python", None)
-        self._require_image(image, "the frontend")
+        ensure_image(self.client, image, "the frontend")
         token = self.admin_token or secrets.token_urlsafe(24)
-        labels = {lb.CLUSTER: self.cluster_name, "ai.clipper-deploy.network": self.network}
+        labels = {lb.CLUSTER: self.cluster_name, lb.NETWORK: self.network, lb.ROLE: "frontend"}
         volume = self.client.volumes.create(name=lb.container_name(self.cluster_name, "state"),
                                             labels={lb.CLUSTER: self.cluster_name})
         volumes, env = self._socket_mount()
@@ -174,11 +173,9 @@ class DockerContainerManager(RemoteAddresses, AdminBackedManager):
         for knob in ("CLIPPER_DEPLOY_READY_TIMEOUT", "CLIPPER_DEPLOY_DRAIN_TIMEOUT"):
             if knob in os.environ:
                 env[knob] = os.environ[knob]
-        extra = dict(self.extra)
         container = self.client.containers.run(
-            image, command, name=name, detach=True, init=True, environment={**extra.pop("environment", {}), **env},
-            labels={**extra.pop("labels", {}), **labels, lb.ROLE: "frontend"}, volumes=volumes,
-            restart_policy={"Name": "unless-stopped"}, **net, **extra)
+            image, command, name=name, detach=True, init=True, volumes=volumes,
+            restart_policy={"Name": "unless-stopped"}, **net, **lb.with_extra(self.extra, env, labels))
         self.admin_token = token
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
@@ -204,33 +201,18 @@ class DockerContainerManager(RemoteAddresses, AdminBackedManager):
         except ClipperException:
             return False  # not listening yet (a published port answers before the process behind it)
 
-    def _require_image(self, image: str, what: str) -> Any:
-        import docker.errors
-
-        try:
-            return self.client.images.get(image)
-        except docker.errors.ImageNotFound:
-            pass
-        try:
-            return self.client.images.pull(image)
-        except docker.errors.APIError as e:
-            raise ClipperException(f"Image {image} for {what} is not on the engine and cannot be pulled ({e}). "
-                                   f"Build the base images with `clipper-deploy images build`") from e
-
     # --- models -------------------------------------------------------------------------------
     def build_model(self, name: str, version: str, model_data_path: str, base_image: str,
                     container_registry: str | None = None, pkgs_to_install: list[str] | None = None) -> str:
         """One image per model version: FROM ``base_image``, ``pkgs_to_install`` at build time, the bundle in."""
         verify_bundle(model_data_path, expected_model=(name, str(version)))
-        self._require_image(base_image, f"model {name}:{version}")
         tag = model_image_tag(self.cluster_name, name, str(version), container_registry)
         return build_model_image(self.client, Path(model_data_path), base_image, tag, pkgs_to_install,
                                  registry_push=container_registry is not None,
                                  network_mode="host" if self.network == "host" else None)
 
     def deploy_model(self, name: str, version: str, input_type: str, image: str, num_replicas: int = 1) -> None:
-        env = dict(e.split("=", 1) for e in self._require_image(image, f"model {name}:{version}")
-                   .attrs["Config"].get("Env") or [])
+        env = lb.env_of(ensure_image(self.client, image, f"model {name}:{version}").attrs)
         if (env.get("CLIPPER_MODEL_NAME"), env.get("CLIPPER_MODEL_VERSION")) != (name, str(version)):
             raise ClipperException(f"Image {image} holds model {env.get('CLIPPER_MODEL_NAME')}:"
                                    f"{env.get('CLIPPER_MODEL_VERSION')}, not {name}:{version}")
