@@ -188,6 +188,8 @@ def test_a_bundle_of_another_model_version_is_refused_before_it_ships(tmp_path):
     assert verify_bundle(bundle, expected_model=("m", "2")).version == "2"
     with pytest.raises(BundleError, match="bundle is m:2, not m:3"):
         verify_bundle(bundle, expected_model=("m", "3"))
+    with pytest.raises(BundleError, match="bundle is m:2, not m:3"):  # what a replica told to serve m:3 sees
+        load_bundle(bundle, expected_model=("m", "3"))
     cm = LocalContainerManager("mismatch", home=tmp_path / "home")
     with pytest.raises(BundleError, match="bundle is m:2, not other:2"):
         cm.build_model("other", "2", str(bundle), "img")

@@ -115,10 +115,10 @@ class LoadedBundle:
 
 
 def load_bundle(bundle_dir: Path | str, *, expected_digest: str | None = None,
-                registry: PluginRegistry | None = None) -> LoadedBundle:
+                expected_model: tuple[str, str] | None = None, registry: PluginRegistry | None = None) -> LoadedBundle:
     """Verify and load a bundle. Nothing but the manifest decides which plugin loads it."""
     root = Path(bundle_dir).resolve()
-    manifest = verify_bundle(root, expected_digest)
+    manifest = verify_bundle(root, expected_digest, expected_model)
     check_python(manifest)
     if manifest.plugin.api_version > HOOK_API_VERSION:
         raise BundleError(f"Bundle {manifest.name}:{manifest.version} uses hook API {manifest.plugin.api_version}; "

@@ -36,7 +36,6 @@ class Replica:
     failed: asyncio.Event = field(default_factory=asyncio.Event)
     started_at: float = 0.0
     restarts: int = 0
-
     where: dict[str, Any] = field(default_factory=dict)  # the runner's identifiers: pid, container id
 
     def info(self, input_type: str) -> dict[str, Any]:

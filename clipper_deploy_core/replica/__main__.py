@@ -101,10 +101,7 @@ def serve_frontends(loaded: Any, host: str, port: int, hello: dict[str, Any], he
                 addrs = set()
             for addr in sorted(addrs - links.keys()):
                 try:
-                    sock = socket.create_connection((addr, port), timeout=5)
-                    sock.settimeout(None)
-                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                    wire.send_frame(sock, hello)
+                    sock = _greet(socket.create_connection((addr, port), timeout=5), hello)
                 except OSError as e:
                     print(f"replica: frontend {addr}:{port} not reachable ({e})", flush=True)
                     continue
@@ -122,6 +119,14 @@ def serve_frontends(loaded: Any, host: str, port: int, hello: dict[str, Any], he
                 sel.unregister(sock)
                 sock.close()
                 links.pop(addr, None)
+
+
+def _greet(sock: socket.socket, hello: dict[str, Any]) -> socket.socket:
+    """A new link to a frontend: blocking, no Nagle delay (batches are small and latency-bound), and our hello."""
+    sock.settimeout(None)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    wire.send_frame(sock, hello)
+    return sock
 
 
 def _replica_id() -> int:
@@ -156,10 +161,7 @@ def main() -> int:
     try:
         from ..bundle import load_bundle
 
-        loaded = load_bundle(path, expected_digest=digest)
-        if (loaded.manifest.name, loaded.manifest.version) != (name, version):
-            raise RuntimeError(f"bundle at {path} is {loaded.manifest.name}:{loaded.manifest.version}, "
-                               f"expected {name}:{version}")
+        loaded = load_bundle(path, expected_digest=digest, expected_model=(name, version))
     except BaseException:  # noqa: BLE001 - any load failure must reach the log with its traceback
         traceback.print_exc()
         sys.stderr.flush()
@@ -167,10 +169,7 @@ def main() -> int:
     hello = {"type": "hello", "model": name, "version": version, "replica_id": replica_id, "pid": os.getpid()}
     if os.environ.get("CLIPPER_RESOLVE_INTERVAL"):
         serve_frontends(loaded, host, port, hello, health, float(os.environ["CLIPPER_RESOLVE_INTERVAL"]))
-    sock = _connect(host, port, float(os.environ.get("CLIPPER_CONNECT_TIMEOUT", "30")))
-    sock.settimeout(None)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    wire.send_frame(sock, hello)
+    sock = _greet(_connect(host, port, float(os.environ.get("CLIPPER_CONNECT_TIMEOUT", "30"))), hello)
     health.status = "ready"
     print(f"replica {name}:{version}#{replica_id} ready (pid {os.getpid()})", flush=True)
     serve(loaded, sock)

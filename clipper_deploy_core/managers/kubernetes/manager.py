@@ -132,11 +132,9 @@ class KubernetesContainerManager(RemoteAddresses, ContainerManager):
             raise ClipperException(f"A cluster named '{self.cluster_name}' already runs in namespace {self.ns}. "
                                    f"Use connect(), or stop_all() it first")
         token = self.admin_token or secrets.token_urlsafe(24)
-        created: list[mf.Manifest] = []
         try:
             for m in mf.cluster_manifests(self.spec, token):
                 self._create(m)
-                created.append(m)
         except ApiException as e:
             self.stop_all()
             raise ClipperException(f"Creating {m['kind']} {m['metadata']['name']} failed: {e.reason}: "
