@@ -166,6 +166,7 @@ def _k8s_render(args: argparse.Namespace) -> int:
     import yaml
 
     from .managers.kubernetes import KubernetesContainerManager
+    from .replica_auth import new_secret
 
     types = {}
     for item in args.service_type:
@@ -187,7 +188,7 @@ def _k8s_render(args: argparse.Namespace) -> int:
         args.cluster, namespace=args.namespace, create_namespace_if_not_exists=args.create_namespace,
         service_types=types, num_frontend_replicas=args.num_frontend_replicas, frontend_image=args.frontend_image,
         model_resources={name: resources for name, _, _ in models}, api_client=object())
-    docs = cm.render_cluster(args.token or secrets.token_urlsafe(24))
+    docs = cm.render_cluster(args.token or secrets.token_urlsafe(24), args.secret or new_secret())
     docs += [cm.render_model(name, version, args.input_type, image, args.replicas) for name, version, image in models]
     sys.stdout.write(yaml.safe_dump_all(docs, sort_keys=False))
     return 0
@@ -219,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--service-type", action="append", default=[], metavar="SERVICE=TYPE",
                    help="query|management = ClusterIP|NodePort|LoadBalancer (default NodePort)")
     p.add_argument("--token", help="the admin token for the Secret (default: a new random one)")
+    p.add_argument("--secret", help="the secret replicas prove to the frontend (default: a new random one)")
     p.add_argument("--model", action="append", default=[], metavar="NAME:VERSION=IMAGE",
                    help="also render this model version's Deployment")
     p.add_argument("--input-type", default="doubles", help="of the --model versions")

@@ -30,6 +30,10 @@ def admin_post(addr: str, path: str, body: dict[str, Any], timeout: float = 30.0
     headers = {"X-Clipper-Admin-Token": token} if token else None
     status, text = request("POST", f"http://{addr}/admin/{path}", body, timeout, headers)
     if status != 200:
+        try:  # errors are JSON {"error", "cause"}; the cause is Clipper's message
+            text = str(json.loads(text)["cause"])
+        except (ValueError, KeyError, TypeError):
+            pass
         raise ClipperException(f"Received error status code: {status} and message: {text}")
     try:
         return json.loads(text)

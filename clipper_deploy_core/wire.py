@@ -4,8 +4,8 @@ A frame is a little-endian u32 header length, a JSON header, then ``header["nbyt
 payload. Numeric batches travel as raw arrays (dtype, shape, bytes), as Clipper's RPC did, so
 nothing is re-encoded as JSON on the way to the model; strings travel in the header, bytes as base64.
 
-Replica -> frontend: ``{"type": "hello", "model", "version", "replica_id", "pid"}`` once loaded,
-then per batch ``{"type": "result", "id", "outputs": [...]}`` or
+A link opens with the handshake of :mod:`.replica_auth` (frames capped at 64 KiB until it ends);
+then, per batch, replica -> frontend ``{"type": "result", "id", "outputs": [...]}`` or
 ``{"type": "error", "id", "kind", "message"}``. Frontend -> replica: ``{"type": "batch", "id", ...}``,
 one batch in flight per replica.
 """
@@ -21,7 +21,14 @@ from typing import Any
 import orjson
 
 HEADER = struct.Struct("<I")
-MAX_FRAME = 1 << 30
+# After the handshake, frames are capped near the query port's request cap: a batch is at most what the
+# queries brought in, a reply about as much again. The cluster process hands its value to replicas.
+MAX_FRAME_ENV = "CLIPPER_MAX_FRAME"
+DEFAULT_MAX_FRAME = 2 * 16 * 1024 * 1024 + 1024 * 1024
+
+
+def frame_cap_for(max_body: int) -> int:
+    return 2 * max_body + 1024 * 1024
 
 
 def encode(msg: dict[str, Any], payload: bytes = b"") -> bytes:
@@ -77,16 +84,30 @@ def decode_batch(msg: dict[str, Any], payload: bytearray) -> tuple[Any, int, lis
     return items, len(items), [i for i, k in enumerate(kinds) if k == "r"]
 
 
-def _check(n: int) -> int:
-    if n > MAX_FRAME:
-        raise ConnectionError(f"frame part of {n} bytes exceeds {MAX_FRAME}")
+class FrameTooLarge(ConnectionError):
+    """A peer declared a frame over the cap: the link is closed before anything is buffered."""
+
+
+def _check(n: int, limit: int) -> int:
+    if n > limit:
+        raise FrameTooLarge(f"frame part of {n} bytes exceeds the cap of {limit}")
     return n
 
 
-async def read_frame(reader: asyncio.StreamReader) -> tuple[dict[str, Any], bytes]:
+def _header(raw: bytes | bytearray) -> dict[str, Any]:
+    try:
+        msg = orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise ConnectionError(f"malformed frame header: {e}") from None
+    if not isinstance(msg, dict) or not isinstance(msg.get("nbytes", 0), int) or msg.get("nbytes", 0) < 0:
+        raise ConnectionError("malformed frame header")
+    return msg
+
+
+async def read_frame(reader: asyncio.StreamReader, limit: int = DEFAULT_MAX_FRAME) -> tuple[dict[str, Any], bytes]:
     (n,) = HEADER.unpack(await reader.readexactly(HEADER.size))
-    msg: dict[str, Any] = orjson.loads(await reader.readexactly(_check(n)))
-    nbytes = _check(int(msg.get("nbytes", 0)))
+    msg = _header(await reader.readexactly(_check(n, limit)))
+    nbytes = _check(int(msg.get("nbytes", 0)), limit - n)
     return msg, (await reader.readexactly(nbytes) if nbytes else b"")
 
 
@@ -102,10 +123,10 @@ def _recv_into(sock: socket.socket, n: int) -> bytearray:
     return buf
 
 
-def recv_frame(sock: socket.socket) -> tuple[dict[str, Any], bytearray]:
+def recv_frame(sock: socket.socket, limit: int = DEFAULT_MAX_FRAME) -> tuple[dict[str, Any], bytearray]:
     (n,) = HEADER.unpack(_recv_into(sock, HEADER.size))
-    msg: dict[str, Any] = orjson.loads(_recv_into(sock, _check(n)))
-    nbytes = _check(int(msg.get("nbytes", 0)))
+    msg = _header(_recv_into(sock, _check(n, limit)))
+    nbytes = _check(int(msg.get("nbytes", 0)), limit - n)
     return msg, (_recv_into(sock, nbytes) if nbytes else bytearray())
 
 

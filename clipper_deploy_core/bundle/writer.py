@@ -32,16 +32,28 @@ def hash_tree(root: Path) -> dict[str, str]:
 
 
 def validate_pkgs(pkgs: Sequence[str] | None) -> list[str]:
-    """``pkgs_to_install`` as clean requirement strings; anything pip would read as an option is refused."""
+    """``pkgs_to_install`` as clean requirement strings: a package name with optional extras, version
+    specifiers and markers (PEP 508). Options, paths and URLs are refused: each could make pip run code
+    from somewhere other than the package index."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
     if pkgs is None:
         return []
     if isinstance(pkgs, str) or not all(isinstance(p, str) and p.strip() for p in pkgs):
         raise ClipperException(f"pkgs_to_install must be a list of non-empty strings, got {pkgs!r}")
     for p in pkgs:
-        # Each entry becomes one pip argument (never a shell word), so refuse anything pip would read as an option.
+        # Each entry becomes one pip argument (never a shell word); pip reads a leading '-' as an option.
         if p.strip().startswith("-"):
             raise ClipperException(f"pkgs_to_install entry {p!r} looks like a pip option; "
                                    f"give requirement specifiers only")
+        try:
+            req = Requirement(p)
+        except InvalidRequirement as e:
+            raise ClipperException(f"pkgs_to_install entry {p!r} is not a package name with version specifiers "
+                                   f"(paths and URLs are refused): {e}") from None
+        if req.url:
+            raise ClipperException(f"pkgs_to_install entry {p!r} names a URL; give a package name and version "
+                                   f"specifiers only")
     return [p.strip() for p in pkgs]
 
 

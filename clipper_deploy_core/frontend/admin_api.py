@@ -1,23 +1,25 @@
 """Clipper's management REST API (``/admin/*``), plus the replica endpoints a manager serves.
 
 Paths, bodies and replies follow Clipper's management frontend: JSON POSTs, 200 with plain text
-for mutations and JSON for getters, 400 with a plain-text message on error. Mutations from a
-non-loopback address need the configured admin token in ``X-Clipper-Admin-Token``.
+for mutations and JSON for getters. Errors are 4xx with JSON ``error`` and ``cause`` (Clipper's message).
+Who may call it is :mod:`.admin_guard`'s business: every mutation needs the admin token.
 """
 
 from __future__ import annotations
 
-import hmac
-import ipaddress
-import json
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+import orjson
+
 from ..exceptions import ClipperException
+from .admin_guard import TOKEN_HEADER, AdminGuard, admin_error
 from .http import Request, Response, json_response, text_response
 from .state import ClusterState, Deployment
 
-TOKEN_HEADER = "X-Clipper-Admin-Token"
+__all__ = ["TOKEN_HEADER", "AdminAPI", "ReplicaController"]
+DIGEST = re.compile(r"[0-9a-f]{64}")
 
 
 class ReplicaController(Protocol):
@@ -37,9 +39,9 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 class AdminAPI:
-    def __init__(self, state: ClusterState, controller: ReplicaController, token: str | None = None,
+    def __init__(self, state: ClusterState, controller: ReplicaController, guard: AdminGuard,
                  transaction: Transaction | None = None) -> None:
-        self.state, self.controller, self.token = state, controller, token
+        self.state, self.controller, self.guard = state, controller, guard
         self.transaction = transaction
 
     def routes(self) -> list[tuple[str, str, Endpoint]]:
@@ -56,7 +58,7 @@ class AdminAPI:
             "get_all_containers": self._get_containers, "get_container": self._get_container,
             "get_state": self._get_state, "get_deployment": self._get_deployment,
         }
-        routes: list[tuple[str, str, Endpoint]] = [("GET", "/admin/ping", self._ping)]
+        routes: list[tuple[str, str, Endpoint]] = [("GET", "/admin/ping", self._guarded(self._ping, False))]
         routes += [("POST", f"/admin/{n}", self._wrap(h, mutating=True)) for n, h in mutations.items()]
         routes += [("POST", f"/admin/{n}", self._wrap(h, mutating=False)) for n, h in getters.items()]
         return routes
@@ -64,89 +66,87 @@ class AdminAPI:
     async def _ping(self, request: Request) -> Response:
         return text_response("PONG")
 
-    def _authorized(self, request: Request) -> bool:
-        peer = request.client
-        try:
-            if ipaddress.ip_address(peer).is_loopback:
-                return True
-        except ValueError:
-            if peer == "":
-                return True  # a unix socket
-        given = request.headers.get(TOKEN_HEADER.lower(), "")
-        return bool(self.token) and hmac.compare_digest(given, self.token or "")
+    def _guarded(self, endpoint: Endpoint, mutating: bool) -> Endpoint:
+        async def guarded(request: Request) -> Response:
+            refused = self.guard.refuse(request, mutating)
+            return refused if refused is not None else await endpoint(request)
+        return guarded
 
     def _wrap(self, handler: BodyHandler, mutating: bool) -> Endpoint:
         async def endpoint(request: Request) -> Response:
-            if mutating and not self._authorized(request):
-                return text_response(status=403, text=f"Mutating admin requests from {request.client} need the "
-                                                      f"cluster's admin token in the {TOKEN_HEADER} header")
             try:
-                body = json.loads(request.body or b"{}")
+                body = orjson.loads(request.body or b"{}")
                 if not isinstance(body, dict):
                     raise ValueError("the body must be a JSON object")
             except ValueError as e:
-                return text_response(status=400, text=f"Error parsing JSON: {e}. Expected JSON schema: a JSON object")
+                return admin_error(400, f"Error parsing JSON: {e}. Expected JSON schema: a JSON object")
             try:
                 if mutating and self.transaction is not None:
                     result = await self.transaction(lambda: handler(body))
                 else:
                     result = await handler(body)
-            except KeyError as e:
-                return text_response(status=400, text=f"Missing required field {e}. Expected JSON schema: see the "
-                                                     f"Clipper management API")
-            except (ClipperException, TypeError, ValueError) as e:
-                return text_response(status=400, text=str(e))
+            except FieldError as e:
+                return admin_error(400, f"{e}. Expected JSON schema: see the Clipper management API")
+            except ClipperException as e:
+                return admin_error(400, str(e))
             if isinstance(result, str):
                 return text_response(result)
             return json_response(result)
-        return endpoint
+        return self._guarded(endpoint, mutating)
 
     # --- applications -------------------------------------------------------------------------
     async def _add_app(self, b: dict[str, Any]) -> str:
-        self.state.add_app(b["name"], b["input_type"], b["default_output"], b["latency_slo_micros"])
-        return f"Successfully added application with name '{b['name']}'"
+        name = _str(b, "name")
+        self.state.add_app(name, _str(b, "input_type"), _str(b, "default_output"), _int(b, "latency_slo_micros"))
+        return f"Successfully added application with name '{name}'"
 
     async def _delete_app(self, b: dict[str, Any]) -> str:
-        self.state.delete_app(b["name"])
-        return f"Successfully deleted application with name '{b['name']}'"
+        name = _str(b, "name")
+        self.state.delete_app(name)
+        return f"Successfully deleted application with name '{name}'"
 
     async def _get_apps(self, b: dict[str, Any]) -> list[Any]:
         apps = self.state.apps()
-        return [self.state.app_dict(a) for a in apps] if b.get("verbose") else [a.name for a in apps]
+        return [self.state.app_dict(a) for a in apps] if _bool(b, "verbose") else [a.name for a in apps]
 
     async def _get_app(self, b: dict[str, Any]) -> dict[str, Any]:
-        app = self.state.get_app(b["name"])
+        app = self.state.get_app(_str(b, "name"))
         return {} if app is None else self.state.app_dict(app)
 
     async def _get_state(self, b: dict[str, Any]) -> str:
-        app = self.state.get_app(b["app_name"])
+        name = _str(b, "app_name")
+        app = self.state.get_app(name)
         if app is None:
-            raise ClipperException(f"No application with name '{b['app_name']}' exists.")
+            raise ClipperException(f"No application with name '{name}' exists.")
         return app.default_output
 
     # --- links --------------------------------------------------------------------------------
     async def _add_links(self, b: dict[str, Any]) -> str:
-        self.state.add_link(b["app_name"], b["model_names"])
-        return f"Successfully linked model with name '{b['model_names'][0]}' to application '{b['app_name']}'"
+        app, models = _str(b, "app_name"), _str_list(b, "model_names")
+        self.state.add_link(app, models)
+        return f"Successfully linked model with name '{models[0]}' to application '{app}'"
 
     async def _delete_links(self, b: dict[str, Any]) -> str:
-        self.state.delete_link(b["app_name"], list(b["model_names"]))
-        return f"Successfully deleted links between {b['model_names']} and application '{b['app_name']}'"
+        app, models = _str(b, "app_name"), _str_list(b, "model_names")
+        self.state.delete_link(app, models)
+        return f"Successfully deleted links between {models} and application '{app}'"
 
     async def _get_links(self, b: dict[str, Any]) -> list[str]:
-        if self.state.get_app(b["app_name"]) is None:
-            raise ClipperException(f"No application with name '{b['app_name']}' exists.")
-        return self.state.linked_models(b["app_name"])
+        app = _str(b, "app_name")
+        if self.state.get_app(app) is None:
+            raise ClipperException(f"No application with name '{app}' exists.")
+        return self.state.linked_models(app)
 
     # --- models -------------------------------------------------------------------------------
     async def _add_model(self, b: dict[str, Any]) -> str:
-        self.state.add_model(b["model_name"], str(b["model_version"]), b["input_type"], list(b.get("labels") or []),
-                             b.get("container_name", "NO_CONTAINER"), b.get("model_data_path", "DEPRECATED"),
-                             b.get("batch_size", -1))
-        return f"Successfully added model with name '{b['model_name']}'"
+        name = _str(b, "model_name")
+        self.state.add_model(name, _version(b), _str(b, "input_type"), _str_list(b, "labels", []),
+                             _str(b, "container_name", "NO_CONTAINER"), _str(b, "model_data_path", "DEPRECATED"),
+                             _int(b, "batch_size", -1))
+        return f"Successfully added model with name '{name}'"
 
     async def _delete_model(self, b: dict[str, Any]) -> str:
-        name, version = b["model_name"], str(b["model_version"])
+        name, version = _str(b, "model_name"), _version(b)
         if self.state.get_model(name, version) is None:
             raise ClipperException(f"model {name}:{version} does not exist")
         await self.controller.stop(name, version)
@@ -154,45 +154,107 @@ class AdminAPI:
         return f"Successfully deleted model with name '{name}' and version '{version}'"
 
     async def _set_version(self, b: dict[str, Any]) -> str:
-        self.state.set_model_version(b["model_name"], str(b["model_version"]))
-        return f"Successfully set version of model '{b['model_name']}' to '{b['model_version']}'"
+        name, version = _str(b, "model_name"), _version(b)
+        self.state.set_model_version(name, version)
+        return f"Successfully set version of model '{name}' to '{version}'"
 
     async def _get_models(self, b: dict[str, Any]) -> list[Any]:
         models = self.state.models()
-        return [m.as_dict() for m in models] if b.get("verbose") else [f"{m.name}:{m.version}" for m in models]
+        return [m.as_dict() for m in models] if _bool(b, "verbose") else [f"{m.name}:{m.version}" for m in models]
 
     async def _get_model(self, b: dict[str, Any]) -> dict[str, Any]:
-        m = self.state.get_model(b["model_name"], str(b["model_version"]))
+        m = self.state.get_model(_str(b, "model_name"), _version(b))
         return {} if m is None else m.as_dict()
 
     # --- replicas -----------------------------------------------------------------------------
     async def _get_containers(self, b: dict[str, Any]) -> list[Any]:
         reps = self.controller.replicas()
-        if b.get("verbose"):
+        if _bool(b, "verbose"):
             return reps
         return [f"{r['model_name']}:{r['model_version']}:{r['model_replica_id']}" for r in reps]
 
     async def _get_container(self, b: dict[str, Any]) -> dict[str, Any]:
+        wanted = (_str(b, "model_name"), _version(b), _int(b, "replica_id"))
         for r in self.controller.replicas():
-            if (r["model_name"], r["model_version"], r["model_replica_id"]) == (
-                    b["model_name"], str(b["model_version"]), int(b["replica_id"])):
+            if (r["model_name"], r["model_version"], r["model_replica_id"]) == wanted:
                 return r
         return {}
 
     async def _deploy_replicas(self, b: dict[str, Any]) -> str:
-        d = Deployment(b["model_name"], str(b["model_version"]), b["bundle_dir"], b["digest"],
-                       int(b["num_replicas"]), list(b.get("pkgs_to_install") or []))
+        from ..bundle.writer import validate_pkgs
+
+        digest = _str(b, "digest")
+        if not DIGEST.fullmatch(digest):
+            raise ClipperException(f"digest must be the bundle's sha256 (64 lowercase hex digits), got {digest!r}")
+        d = Deployment(_str(b, "model_name"), _version(b), _str(b, "bundle_dir"), digest,
+                       _count(b, "num_replicas"), validate_pkgs(_str_list(b, "pkgs_to_install", [])))
         await self.controller.deploy(d)
         return f"Started {d.num_replicas} replica(s) of {d.name}:{d.version}"
 
     async def _set_num_replicas(self, b: dict[str, Any]) -> str:
-        n = b["num_replicas"]
-        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
-            raise ClipperException(f"num_replicas must be an integer >= 0, got {n!r}")
-        await self.controller.set_num_replicas(b["model_name"], str(b["model_version"]), n)
-        return f"Set {b['model_name']}:{b['model_version']} to {n} replica(s)"
+        name, version, n = _str(b, "model_name"), _version(b), _count(b, "num_replicas")
+        await self.controller.set_num_replicas(name, version, n)
+        return f"Set {name}:{version} to {n} replica(s)"
 
     async def _get_deployment(self, b: dict[str, Any]) -> dict[str, Any]:
-        d = self.state.get_deployment(b["model_name"], str(b["model_version"]))
+        d = self.state.get_deployment(_str(b, "model_name"), _version(b))
         return {} if d is None else {"model_name": d.name, "model_version": d.version, "bundle_dir": d.bundle_dir,
                                      "digest": d.digest, "num_replicas": d.num_replicas, "pkgs_to_install": d.pkgs}
+
+
+# --- request fields: each checked where it enters, so a wrong type is a 400 naming it ----------
+class FieldError(ClipperException):
+    """A field of an admin request is missing or of the wrong type."""
+
+
+_REQUIRED: Any = object()
+
+
+def _get(b: dict[str, Any], key: str, default: Any) -> Any:
+    if key in b:
+        return b[key]
+    if default is _REQUIRED:
+        raise FieldError(f"Missing required field '{key}'")
+    return default
+
+
+def _str(b: dict[str, Any], key: str, default: Any = _REQUIRED) -> str:
+    v = _get(b, key, default)
+    if not isinstance(v, str):
+        raise FieldError(f"Field '{key}' must be a string, got {type(v).__name__}")
+    return v
+
+
+def _int(b: dict[str, Any], key: str, default: Any = _REQUIRED) -> int:
+    v = _get(b, key, default)
+    if type(v) is not int:
+        raise FieldError(f"Field '{key}' must be an integer, got {type(v).__name__}")
+    return v
+
+
+def _count(b: dict[str, Any], key: str) -> int:
+    n = _int(b, key)
+    if not 0 <= n <= 10_000:
+        raise ClipperException(f"{key} must be an integer from 0 to 10000, got {n!r}")
+    return n
+
+
+def _bool(b: dict[str, Any], key: str) -> bool:
+    v = _get(b, key, False)
+    if not isinstance(v, bool):
+        raise FieldError(f"Field '{key}' must be true or false, got {type(v).__name__}")
+    return v
+
+
+def _version(b: dict[str, Any]) -> str:
+    v = _get(b, "model_version", _REQUIRED)
+    if type(v) not in (str, int):
+        raise FieldError(f"Field 'model_version' must be a string or an integer, got {type(v).__name__}")
+    return str(v)
+
+
+def _str_list(b: dict[str, Any], key: str, default: Any = _REQUIRED) -> list[str]:
+    v = _get(b, key, default)
+    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+        raise FieldError(f"Field '{key}' must be a list of strings")
+    return list(v)

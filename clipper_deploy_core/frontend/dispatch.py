@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import wire
+from .. import replica_auth, wire
 from .batching import FixedCap, policy_for
 from .metrics import Metrics
 
@@ -81,9 +81,12 @@ class ModelQueue:
 class Dispatcher:
     """Owns the queues and the replica connections (the RPC server's connection handler)."""
 
-    def __init__(self, metrics: Metrics, on_replica_ready: Callable[[str, str, int, int], None] | None = None,
-                 on_replica_gone: Callable[[str, str, int], None] | None = None) -> None:
+    def __init__(self, metrics: Metrics, secret: str,
+                 on_replica_ready: Callable[[str, str, int, int], None] | None = None,
+                 on_replica_gone: Callable[[str, str, int], None] | None = None,
+                 max_frame: int = wire.DEFAULT_MAX_FRAME) -> None:
         self.metrics = metrics
+        self.secret, self.max_frame = secret, max_frame
         self.queues: dict[Key, ModelQueue] = {}
         self.live: dict[Key, set[int]] = collections.defaultdict(set)
         self.on_replica_ready = on_replica_ready
@@ -107,18 +110,40 @@ class Dispatcher:
     def live_replicas(self, key: Key) -> int:
         return len(self.live.get(key, ()))
 
+    async def _authenticate(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> tuple[Key, int, int]:
+        """The handshake of :mod:`..replica_auth`: ``(key, replica_id, pid)`` of a replica that proved the secret."""
+        challenge = replica_auth.challenge()
+        writer.write(wire.encode(challenge))
+        await writer.drain()
+        hello, _ = await wire.read_frame(reader, replica_auth.PRE_AUTH_MAX_FRAME)
+        replica_auth.check_hello(self.secret, challenge, hello)
+        model, version, rid, pid = (hello.get(f) for f in replica_auth.HELLO_FIELDS)
+        if not (isinstance(model, str) and isinstance(version, str) and type(rid) is int and type(pid) is int):
+            raise replica_auth.AuthError("the hello's model, version, replica_id and pid have the wrong types")
+        key: Key = (model, version)
+        if rid in self.live[key]:
+            # A replica is its connection: a second link claiming a live id would steal (and then unlink) it.
+            writer.write(wire.encode({"type": "refused", "reason": f"replica {rid} of {model}:{version} is already "
+                                                                   f"linked to this frontend"}))
+            await writer.drain()
+            raise replica_auth.AuthError(f"a second link claimed live replica {rid} of {model}:{version}")
+        writer.write(wire.encode(replica_auth.welcome(self.secret, challenge, hello)))
+        await writer.drain()
+        return key, rid, pid
+
     async def handle_replica(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            hello, _ = await wire.read_frame(reader)
-        except (asyncio.IncompleteReadError, ConnectionError, ValueError):
+            key, rid, pid = await asyncio.wait_for(self._authenticate(reader, writer), replica_auth.AUTH_TIMEOUT_S)
+        except (asyncio.TimeoutError, asyncio.IncompleteReadError, ConnectionError, OSError) as e:
+            peer = writer.get_extra_info("peername")
+            why = "no handshake within the time allowed" if isinstance(e, asyncio.TimeoutError) else str(e)
+            print(f"rpc: refused a link from {peer}: {why or type(e).__name__}", flush=True)
             writer.close()
             return
-        key: Key = (str(hello["model"]), str(hello["version"]))
-        rid = int(hello["replica_id"])
         self.live[key].add(rid)
         self.metrics.live_replicas.labels(*key).set(self.live_replicas(key))
         if self.on_replica_ready:
-            self.on_replica_ready(key[0], key[1], rid, int(hello.get("pid", 0)))
+            self.on_replica_ready(key[0], key[1], rid, pid)
         inflight: list[Task] = []
         stop = self._drain[(key, rid)] = asyncio.Event()
         try:
@@ -152,7 +177,7 @@ class Dispatcher:
             # Reads all the time, so a replica that dies while idle is noticed at once.
             try:
                 while True:
-                    await replies.put((await wire.read_frame(reader))[0])
+                    await replies.put((await wire.read_frame(reader, self.max_frame))[0])
             except (asyncio.IncompleteReadError, ConnectionError, OSError, ValueError):
                 await replies.put(None)
 

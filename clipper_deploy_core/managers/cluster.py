@@ -17,12 +17,15 @@ import sys
 from pathlib import Path
 
 from ..frontend.admin_api import AdminAPI, ReplicaController
+from ..frontend.admin_guard import AdminGuard, admin_error
 from ..frontend.dispatch import Dispatcher
-from ..frontend.http import App, Response, bind, json_response, make_server, text_response
+from ..frontend.http import App, Response, bind, json_response, make_server
 from ..frontend.metrics import Metrics
 from ..frontend.query_api import QueryAPI
 from ..frontend.state import ClusterState
 from ..frontend.v2_api import V2API
+from ..replica_auth import SECRET_ENV, load_or_create_secret
+from ..wire import MAX_FRAME_ENV, frame_cap_for
 from .supervisor import ReplicaRunner, ReplicaSupervisor
 
 DEFAULT_MAX_BODY = 16 * 1024 * 1024
@@ -35,17 +38,22 @@ def query_error(status: int, message: str) -> Response:
     return json_response({"error": title, "cause": message + hint}, status)
 
 
-def admin_error(status: int, message: str) -> Response:
-    return text_response(message, status)
-
-
 async def serve(args: argparse.Namespace) -> None:
     home = Path(args.home)
+    os.umask(0o077)  # state, secret, token, logs and bundles hold code and data: this user's alone
     home.mkdir(parents=True, exist_ok=True)
+    home.chmod(0o700)
     state = ClusterState(home / "state.db")
     metrics = Metrics()
     rpc_port = [args.rpc_port]
-    token = os.environ.get("CLIPPER_ADMIN_TOKEN")
+    token = os.environ.get("CLIPPER_ADMIN_TOKEN") or load_or_create_secret(home / "admin_token")
+    if args.insecure_loopback_admin:
+        print("WARNING: --insecure-loopback-admin: admin mutations from loopback need no token. Any local process, "
+              "and any web page a browser on this host opens that gets past the Host/Origin checks, can deploy code "
+              "as this user. Use it only for Clipper's own clipper_admin client.", file=sys.stderr, flush=True)
+    # Replicas prove this secret before they are linked; managers hand it to them (see replica_auth).
+    secret = os.environ.get(SECRET_ENV) or load_or_create_secret(home / "secret")
+    max_frame = frame_cap_for(args.max_body)
     store = None
     controller: ReplicaController
     supervisor: ReplicaSupervisor | None = None
@@ -58,7 +66,8 @@ async def serve(args: argparse.Namespace) -> None:
         store = ConfigMapStateStore(state, os.environ["CLIPPER_K8S_NAMESPACE"],
                                     os.environ["CLIPPER_K8S_STATE_CONFIGMAP"])
         await store.start()
-        dispatcher = Dispatcher(metrics, on_replica_ready=controller.mark_ready, on_replica_gone=controller.mark_gone)
+        dispatcher = Dispatcher(metrics, secret, on_replica_ready=controller.mark_ready,
+                                on_replica_gone=controller.mark_gone, max_frame=max_frame)
         rpc_host = args.rpc_host
     else:
         runner: ReplicaRunner
@@ -71,16 +80,19 @@ async def serve(args: argparse.Namespace) -> None:
             from .local.processes import ProcessRunner
 
             runner, rpc_host = ProcessRunner(home, Path(args.env_root) if args.env_root else None), "127.0.0.1"
-        supervisor = ReplicaSupervisor(state, home, runner, lambda: (rpc_host, rpc_port[0]))
+        replica_env = {SECRET_ENV: secret, MAX_FRAME_ENV: str(max_frame)}
+        supervisor = ReplicaSupervisor(state, home, runner, lambda: (rpc_host, rpc_port[0]), replica_env=replica_env)
         controller = supervisor
-        dispatcher = Dispatcher(metrics, on_replica_ready=supervisor.mark_ready, on_replica_gone=supervisor.mark_gone)
+        dispatcher = Dispatcher(metrics, secret, on_replica_ready=supervisor.mark_ready,
+                                on_replica_gone=supervisor.mark_gone, max_frame=max_frame)
         supervisor.set_drain(dispatcher.drain)
     rpc = await asyncio.start_server(dispatcher.handle_replica, args.rpc_host, args.rpc_port)
     rpc_port[0] = rpc.sockets[0].getsockname()[1]
 
     query_api = QueryAPI(state, dispatcher, metrics, controller.expected)
     query_app = App(V2API(query_api).routes() + query_api.routes(), args.max_body, query_error)
-    admin_app = App(AdminAPI(state, controller, token, store.transaction if store else None).routes(),
+    guard = AdminGuard(token, args.insecure_loopback_admin, args.admin_allowed_hosts.split(","))
+    admin_app = App(AdminAPI(state, controller, guard, store.transaction if store else None).routes(),
                     args.max_body, admin_error)
     servers, ports = [], {}
     for label, app, host, port in (("query", query_app, args.query_host, args.query_port),
@@ -135,6 +147,10 @@ def main() -> int:
                    help="run replicas as local processes or Docker containers, or let Kubernetes run them")
     p.add_argument("--max-body", type=int, default=DEFAULT_MAX_BODY)
     p.add_argument("--env-root", default=None, help="where pkgs_to_install environments are cached")
+    p.add_argument("--insecure-loopback-admin", action="store_true",
+                   help="accept admin mutations without the token from loopback (for Clipper's clipper_admin)")
+    p.add_argument("--admin-allowed-hosts", default=os.environ.get("CLIPPER_ADMIN_ALLOWED_HOSTS", ""),
+                   help="comma-separated host names (besides IP addresses and localhost) the admin API answers to")
     args = p.parse_args()
     try:
         import uvloop

@@ -78,8 +78,10 @@ class ReplicaSupervisor:
     """Implements the admin API's ``ReplicaController`` with a ``ReplicaRunner``."""
 
     def __init__(self, state: ClusterState, home: Path, runner: ReplicaRunner, rpc_addr: Callable[[], tuple[str, int]],
-                 drain: Callable[[str, str, int], None] | None = None) -> None:
+                 drain: Callable[[str, str, int], None] | None = None,
+                 replica_env: dict[str, str] | None = None) -> None:
         self.state, self.home, self.runner, self._rpc_addr = state, home, runner, rpc_addr
+        self.replica_env = dict(replica_env or {})  # the cluster's secret and frame cap, for every replica
         self._drain = drain
         self.procs: dict[tuple[str, str], list[Replica]] = {}
         self._next_id: dict[tuple[str, str], int] = {}
@@ -162,7 +164,7 @@ class ReplicaSupervisor:
             host, port = self._rpc_addr()
             env = {"CLIPPER_MODEL_NAME": d.name, "CLIPPER_MODEL_VERSION": d.version, "CLIPPER_MODEL_PATH": d.bundle_dir,
                    "CLIPPER_BUNDLE_DIGEST": d.digest, "CLIPPER_IP": host, "CLIPPER_PORT": str(port),
-                   "CLIPPER_REPLICA_ID": str(r.replica_id), "PYTHONUNBUFFERED": "1"}
+                   "CLIPPER_REPLICA_ID": str(r.replica_id), "PYTHONUNBUFFERED": "1", **self.replica_env}
             r.started_at = time.monotonic()
             try:
                 await self.runner.start(d, r, env)

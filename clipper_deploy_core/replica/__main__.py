@@ -3,9 +3,11 @@
 Configured through Clipper's container environment contract: ``CLIPPER_MODEL_NAME``,
 ``CLIPPER_MODEL_VERSION``, ``CLIPPER_MODEL_PATH`` (the bundle), ``CLIPPER_IP``/``CLIPPER_PORT``
 (the frontend's RPC port), plus ``CLIPPER_REPLICA_ID``, ``CLIPPER_BUNDLE_DIGEST`` and
-``CLIPPER_HEALTH_PORT`` (see :mod:`.health`). With ``CLIPPER_RESOLVE_INTERVAL`` it links to every
+``CLIPPER_HEALTH_PORT`` (see :mod:`.health`), and the cluster's secret ``CLIPPER_CLUSTER_SECRET``, which it
+proves to each frontend before it is linked (:mod:`..replica_auth`). With ``CLIPPER_RESOLVE_INTERVAL`` it links to every
 address ``CLIPPER_IP`` resolves to, and keeps looking (several frontends, on Kubernetes).
-Exits 3 when the bundle fails to load (the traceback is on stderr), 0 when the frontend goes away.
+Exits 3 when the bundle fails to load (the traceback is on stderr), 4 when a frontend refuses its link,
+0 when the frontend goes away.
 """
 
 from __future__ import annotations
@@ -19,11 +21,13 @@ import traceback
 import zlib
 from typing import Any
 
-from .. import wire
+from .. import replica_auth, wire
 from ..inputs import InputError, parse_single_input, to_batch, validate_input
 from .health import start_from_env
 
 LOAD_FAILED = 3
+REFUSED = 4
+MAX_FRAME = int(os.environ.get(wire.MAX_FRAME_ENV, wire.DEFAULT_MAX_FRAME))
 
 
 def _env(name: str, default: str | None = None) -> str:
@@ -70,7 +74,7 @@ def handle(loaded: Any, msg: dict[str, Any], payload: bytearray) -> dict[str, An
 
 def answer(loaded: Any, sock: socket.socket) -> None:
     """Read one frame from a frontend and send its reply; ``ConnectionError``/``OSError`` when it is gone."""
-    msg, payload = wire.recv_frame(sock)
+    msg, payload = wire.recv_frame(sock, MAX_FRAME)
     reply = handle(loaded, msg, payload)
     if reply is not None:
         wire.send_frame(sock, reply)
@@ -85,7 +89,8 @@ def serve(loaded: Any, sock: socket.socket) -> None:
             return
 
 
-def serve_frontends(loaded: Any, host: str, port: int, hello: dict[str, Any], health: Any, interval: float) -> None:
+def serve_frontends(loaded: Any, host: str, port: int, hello: dict[str, Any], secret: str, health: Any,
+                    interval: float) -> None:
     """Every frontend ``host`` resolves to (on Kubernetes, a headless Service: one address per frontend pod),
     looked up again every ``interval`` seconds for frontends that came or went. Never returns."""
     sel = selectors.DefaultSelector()
@@ -101,7 +106,7 @@ def serve_frontends(loaded: Any, host: str, port: int, hello: dict[str, Any], he
                 addrs = set()
             for addr in sorted(addrs - links.keys()):
                 try:
-                    sock = _greet(socket.create_connection((addr, port), timeout=5), hello)
+                    sock = _greet(socket.create_connection((addr, port), timeout=5), hello, secret)
                 except OSError as e:
                     print(f"replica: frontend {addr}:{port} not reachable ({e})", flush=True)
                     continue
@@ -121,11 +126,21 @@ def serve_frontends(loaded: Any, host: str, port: int, hello: dict[str, Any], he
                 links.pop(addr, None)
 
 
-def _greet(sock: socket.socket, hello: dict[str, Any]) -> socket.socket:
-    """A new link to a frontend: blocking, no Nagle delay (batches are small and latency-bound), and our hello."""
-    sock.settimeout(None)
+def _greet(sock: socket.socket, hello: dict[str, Any], secret: str) -> socket.socket:
+    """A new link to a frontend: the handshake (both sides prove the cluster's secret), then blocking with no
+    Nagle delay (batches are small and latency-bound). ``replica_auth.AuthError`` when it refuses us."""
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    wire.send_frame(sock, hello)
+    sock.settimeout(replica_auth.AUTH_TIMEOUT_S * 2)
+    try:
+        challenge, _ = wire.recv_frame(sock, replica_auth.PRE_AUTH_MAX_FRAME)
+        signed = replica_auth.sign_hello(secret, challenge, hello)
+        wire.send_frame(sock, signed)
+        reply, _ = wire.recv_frame(sock, replica_auth.PRE_AUTH_MAX_FRAME)
+        replica_auth.check_welcome(secret, challenge, signed, reply)
+    except BaseException:
+        sock.close()
+        raise
+    sock.settimeout(None)
     return sock
 
 
@@ -157,6 +172,8 @@ def main() -> int:
     path, digest = _env("CLIPPER_MODEL_PATH"), os.environ.get("CLIPPER_BUNDLE_DIGEST") or None
     host, port = _env("CLIPPER_IP", "127.0.0.1"), int(_env("CLIPPER_PORT", "7000"))
     replica_id = _replica_id()
+    secret = _env(replica_auth.SECRET_ENV)
+    os.environ.pop(replica_auth.SECRET_ENV)  # the model's code and its child processes need not see it
     health = start_from_env()
     try:
         from ..bundle import load_bundle
@@ -168,8 +185,12 @@ def main() -> int:
         return LOAD_FAILED
     hello = {"type": "hello", "model": name, "version": version, "replica_id": replica_id, "pid": os.getpid()}
     if os.environ.get("CLIPPER_RESOLVE_INTERVAL"):
-        serve_frontends(loaded, host, port, hello, health, float(os.environ["CLIPPER_RESOLVE_INTERVAL"]))
-    sock = _greet(_connect(host, port, float(os.environ.get("CLIPPER_CONNECT_TIMEOUT", "30"))), hello)
+        serve_frontends(loaded, host, port, hello, secret, health, float(os.environ["CLIPPER_RESOLVE_INTERVAL"]))
+    try:
+        sock = _greet(_connect(host, port, float(os.environ.get("CLIPPER_CONNECT_TIMEOUT", "30"))), hello, secret)
+    except replica_auth.AuthError as e:
+        sys.stderr.write(f"replica: {e}\n")
+        return REFUSED
     health.status = "ready"
     print(f"replica {name}:{version}#{replica_id} ready (pid {os.getpid()})", flush=True)
     serve(loaded, sock)

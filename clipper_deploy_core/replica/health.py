@@ -3,9 +3,10 @@
 ``GET /health/live`` answers 200 while the process runs (also while the model loads);
 ``GET /health/ready`` answers 200 only once the model is loaded and the replica is linked to its
 frontend, else 503. It runs in a thread of its own, so it answers while the model computes.
-``CLIPPER_HEALTH_PORT`` turns it on; port 0 picks a free port and writes it to
-``CLIPPER_HEALTH_PORT_FILE``, for probes inside the container (several replicas may share the
-host's network).
+``CLIPPER_HEALTH_PORT`` turns it on, bound to ``CLIPPER_HEALTH_HOST`` (loopback unless the manager
+says otherwise: Kubernetes probes come from the kubelet, Docker's health check runs inside the
+container); port 0 picks a free port and writes it to ``CLIPPER_HEALTH_PORT_FILE``, for probes inside
+the container (several replicas may share the host's network).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ class ReplicaHealth:
         self.status = "loading"  # loading | ready | disconnected
         self.server: ThreadingHTTPServer | None = None
 
-    def start(self, port: int, port_file: str | None) -> int:
+    def start(self, port: int, port_file: str | None, host: str = "127.0.0.1") -> int:
         health = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -45,7 +46,7 @@ class ReplicaHealth:
             def log_message(self, format: str, *args: object) -> None:
                 pass  # probes every second would drown the replica's own log
 
-        self.server = ThreadingHTTPServer(("0.0.0.0", port), Handler)
+        self.server = ThreadingHTTPServer((host, port), Handler)
         self.server.daemon_threads = True
         actual = int(self.server.server_address[1])
         if port_file:
@@ -60,5 +61,6 @@ def start_from_env() -> ReplicaHealth:
     health = ReplicaHealth()
     port = os.environ.get("CLIPPER_HEALTH_PORT")
     if port is not None:
-        health.start(int(port), os.environ.get("CLIPPER_HEALTH_PORT_FILE", DEFAULT_PORT_FILE))
+        health.start(int(port), os.environ.get("CLIPPER_HEALTH_PORT_FILE", DEFAULT_PORT_FILE),
+                     os.environ.get("CLIPPER_HEALTH_HOST", "127.0.0.1"))
     return health

@@ -66,7 +66,8 @@ def test_a_model_image_serves_as_a_replica_of_a_local_cluster(docker_client, cor
         rpc_port = conn.cm.info["rpc"].rsplit(":", 1)[1]
         container = docker_client.containers.run(
             tag, detach=True, network_mode="host", labels={"ai.clipper-deploy.test": "1"},
-            environment={"CLIPPER_IP": "127.0.0.1", "CLIPPER_PORT": rpc_port})
+            environment={"CLIPPER_IP": "127.0.0.1", "CLIPPER_PORT": rpc_port,
+                         "CLIPPER_CLUSTER_SECRET": (conn.cm.dir / "secret").read_text()})
         try:
             deadline = time.monotonic() + 120
             while True:

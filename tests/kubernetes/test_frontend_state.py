@@ -61,7 +61,7 @@ def frontends(kube, controller, tmp_path):
                                frontend_image="registry.example/core:1").start_clipper()
     env = {**os.environ, "KUBECONFIG": str(kubeconfig(kube, tmp_path / "kubeconfig")),
            "CLIPPER_K8S_NAMESPACE": "default", "CLIPPER_K8S_STATE_CONFIGMAP": "prod-state",
-           "CLIPPER_ADMIN_TOKEN": "tok"}
+           "CLIPPER_ADMIN_TOKEN": "tok", "CLIPPER_CLUSTER_SECRET": "rpc-secret"}
     env.pop("KUBERNETES_SERVICE_HOST", None)
     started = []
     for name in ("a", "b"):
@@ -99,7 +99,8 @@ def test_a_replica_pod_connects_and_serves_and_scaling_is_refused_on_the_admin_a
     replica = subprocess.Popen([sys.executable, "-m", "clipper_deploy_core.replica"], env={
         **os.environ, "CLIPPER_MODEL_NAME": "sum", "CLIPPER_MODEL_VERSION": "1", "CLIPPER_MODEL_PATH": str(bundle),
         "CLIPPER_IP": "127.0.0.1", "CLIPPER_PORT": port, "CLIPPER_REPLICA_NAME": "prod-sum-1-7d9f8-x2x4z",
-        "CLIPPER_HEALTH_PORT": "0", "CLIPPER_HEALTH_PORT_FILE": str(tmp_path / "health-port")})
+        "CLIPPER_HEALTH_PORT": "0", "CLIPPER_HEALTH_PORT_FILE": str(tmp_path / "health-port"),
+        "CLIPPER_CLUSTER_SECRET": "rpc-secret"})
     try:
         wait_until(lambda: a.admin("get_all_containers", {"verbose": True}) != [], "the replica to connect")
         (rep,) = a.admin("get_all_containers", {"verbose": True})

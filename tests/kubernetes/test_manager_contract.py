@@ -34,7 +34,7 @@ def manager(kube, name="prod", **kw):
 
 
 CLUSTER_OBJECTS = {"deployments": ["prod-frontend"], "services": ["prod-admin", "prod-query", "prod-rpc"],
-                   "configmaps": ["prod-state"], "secrets": ["prod-admin-token"],
+                   "configmaps": ["prod-state"], "secrets": ["prod-admin-token", "prod-rpc-secret"],
                    "serviceaccounts": ["prod-frontend"], "roles": ["prod-frontend"],
                    "rolebindings": ["prod-frontend"]}
 

@@ -20,7 +20,7 @@ def rendered():
                                     num_frontend_replicas=3, frontend_image="registry.example/clipper:1",
                                     model_resources={"gpu-model": {"cpu": "2", "memory": "4Gi", "gpus": 1}},
                                     api_client=object())
-    out = cm.render_cluster("s3cret")
+    out = cm.render_cluster("s3cret", "rpc-s3cret")
     out.append(cm.render_model("gpu-model", "3", "floats", "registry.example/prod-gpu-model:3", 2))
     out.append(cm.render_model("plain", "1", "doubles", "registry.example/prod-plain:1"))
     return out
@@ -89,7 +89,7 @@ def test_render_prints_yaml_that_parses_back_into_the_same_manifests():
     out = subprocess.run([sys.executable, "-m", "clipper_deploy_core.cli", "k8s", "render", "--cluster", "prod",
                           "--namespace", "ml", "--create-namespace", "--frontend-image", "registry.example/clipper:1",
                           "--num-frontend-replicas", "3", "--service-type", "query=LoadBalancer",
-                          "--service-type", "management=ClusterIP", "--token", "s3cret",
+                          "--service-type", "management=ClusterIP", "--token", "s3cret", "--secret", "rpc-s3cret",
                           "--model", "gpu-model:3=registry.example/prod-gpu-model:3", "--input-type", "floats",
                           "--replicas", "2", "--cpu", "2", "--memory", "4Gi", "--gpus", "1"],
                          capture_output=True, text=True, timeout=60)

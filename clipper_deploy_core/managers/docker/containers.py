@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ...exceptions import ClipperException
 from ...frontend.state import Deployment
 from ..supervisor import READY_TIMEOUT_S, Replica
 from . import labels as lb
@@ -87,7 +88,13 @@ class ContainerRunner:
                    json.loads(os.environ.get("CLIPPER_DOCKER_EXTRA", "{}")))
 
     async def prepare(self, d: Deployment) -> None:
-        await asyncio.to_thread(ensure_image, self.client, d.bundle_dir, f"model {d.name}:{d.version}")
+        """Only a model image holding this exact bundle: its baked-in digest is the one the deploy names."""
+        image = await asyncio.to_thread(ensure_image, self.client, d.bundle_dir, f"model {d.name}:{d.version}")
+        env = lb.env_of(image.attrs)
+        if env.get("CLIPPER_BUNDLE_DIGEST") != d.digest or (env.get("CLIPPER_MODEL_NAME"),
+                                                            env.get("CLIPPER_MODEL_VERSION")) != (d.name, d.version):
+            raise ClipperException(f"Image {d.bundle_dir} does not hold bundle {d.digest[:12]} of {d.name}:{d.version} "
+                                   f"(build it with build_model)")
 
     async def start(self, d: Deployment, r: Replica, env: dict[str, str]) -> None:
         env = {**env, "CLIPPER_HEALTH_PORT": "0"}

@@ -24,6 +24,7 @@ from ...deployers.common import resolve_base_image
 from ...exceptions import ClipperException
 from ...http_client import request
 from ...naming import validate_name
+from ...replica_auth import SECRET_ENV, new_secret
 from ..admin_client import AdminBackedManager
 from ..base import RemoteAddresses
 from . import labels as lb
@@ -166,10 +167,12 @@ class DockerContainerManager(RemoteAddresses, AdminBackedManager):
                    "--home", "/state", "--replicas", "docker", "--query-host", hosts[0], "--query-port", str(hosts[1]),
                    "--admin-host", hosts[2], "--admin-port", str(hosts[3]), "--rpc-host", hosts[4],
                    "--rpc-port", str(hosts[5]), "--max-body", str(self.max_request_bytes)]
-        env.update({"CLIPPER_ADMIN_TOKEN": token, "CLIPPER_DOCKER_CLUSTER": self.cluster_name,
+        # The secret replicas prove to the frontend: in the frontend's environment, which hands it to each
+        # replica container's (the engine's API is root-equivalent, so it protects them as well as a file).
+        env.update({"CLIPPER_ADMIN_TOKEN": token, SECRET_ENV: new_secret(), "CLIPPER_DOCKER_CLUSTER": self.cluster_name,
                     "CLIPPER_DOCKER_NETWORK": self.network,
                     "CLIPPER_DOCKER_RPC_HOST": "127.0.0.1" if self.network == "host" else name,
-                    "CLIPPER_DOCKER_EXTRA": json.dumps(self.extra)})
+                    "CLIPPER_DOCKER_EXTRA": json.dumps(self.extra), "CLIPPER_ADMIN_ALLOWED_HOSTS": self.host})
         for knob in ("CLIPPER_DEPLOY_READY_TIMEOUT", "CLIPPER_DEPLOY_DRAIN_TIMEOUT"):
             if knob in os.environ:
                 env[knob] = os.environ[knob]

@@ -18,6 +18,7 @@ from typing import Any
 from ...deployers.common import resolve_base_image
 from ...exceptions import ClipperException
 from ...naming import validate_name
+from ...replica_auth import new_secret
 from ..base import ContainerManager, RemoteAddresses
 from . import manifests as mf
 
@@ -119,8 +120,9 @@ class KubernetesContainerManager(RemoteAddresses, ContainerManager):
         return self.spec.namespace
 
     # --- cluster lifecycle --------------------------------------------------------------------
-    def render_cluster(self, token: str = "<generated at start_clipper>") -> list[mf.Manifest]:
-        return mf.cluster_manifests(self.spec, token, with_namespace=self.create_namespace)
+    def render_cluster(self, token: str = "<generated at start_clipper>",
+                       secret: str = "<generated at start_clipper>") -> list[mf.Manifest]:
+        return mf.cluster_manifests(self.spec, token, secret, with_namespace=self.create_namespace)
 
     def start_clipper(self, num_frontend_replicas: int | None = None, **_: Any) -> None:
         from kubernetes.client.exceptions import ApiException
@@ -133,7 +135,7 @@ class KubernetesContainerManager(RemoteAddresses, ContainerManager):
                                    f"Use connect(), or stop_all() it first")
         token = self.admin_token or secrets.token_urlsafe(24)
         try:
-            for m in mf.cluster_manifests(self.spec, token):
+            for m in mf.cluster_manifests(self.spec, token, new_secret()):
                 self._create(m)
         except ApiException as e:
             self.stop_all()

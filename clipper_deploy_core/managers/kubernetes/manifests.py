@@ -7,7 +7,9 @@ carries the cluster's labels, so the manager deletes by label and nothing else.
   Kubernetes) with a ServiceAccount allowed to read and update the state ConfigMap and nothing else;
 - Services: ``<cluster>-query`` and ``<cluster>-admin`` (types from ``service_types``), and the
   headless ``<cluster>-rpc`` through which replica pods find the frontend pods;
-- ``<cluster>-admin-token`` (Secret) and ``<cluster>-state`` (ConfigMap, the shared cluster state);
+- ``<cluster>-admin-token`` (Secret: the admin API's token, for the frontend), ``<cluster>-rpc-secret``
+  (Secret: what replicas prove before a frontend links them, for the frontend and the replicas), and
+  ``<cluster>-state`` (ConfigMap, the shared cluster state);
 - one Deployment per model version, its pods probed on the replica's health endpoint.
 """
 
@@ -56,6 +58,8 @@ class ClusterSpec:
     admin_node_port: int | None = None
     max_request_bytes: int = 16 * 1024 * 1024
     image_pull_policy: str = "IfNotPresent"
+    # Host names the admin API answers to besides IP addresses (its Service's names are always allowed).
+    admin_allowed_hosts: list[str] = field(default_factory=list)
 
     def labels(self, role: str) -> dict[str, str]:
         return {CLUSTER: label_value(self.name), ROLE: role, "app.kubernetes.io/managed-by": MANAGED_BY}
@@ -92,6 +96,22 @@ def admin_token_secret(spec: ClusterSpec, token: str) -> Manifest:
             "metadata": _meta(spec, spec.obj("admin-token"), "admin-token"), "stringData": {"token": token}}
 
 
+def rpc_secret(spec: ClusterSpec, secret: str) -> Manifest:
+    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": _meta(spec, spec.obj("rpc-secret"), "rpc-secret"), "stringData": {"secret": secret}}
+
+
+def _rpc_secret_env(spec: ClusterSpec) -> dict[str, Any]:
+    return {"name": "CLIPPER_CLUSTER_SECRET",
+            "valueFrom": {"secretKeyRef": {"name": spec.obj("rpc-secret"), "key": "secret"}}}
+
+
+def admin_host_names(spec: ClusterSpec) -> list[str]:
+    svc = spec.obj("admin")
+    return [svc, f"{svc}.{spec.namespace}", f"{svc}.{spec.namespace}.svc", f"{svc}.{spec.namespace}.svc.cluster.local",
+            *spec.admin_allowed_hosts]
+
+
 def state_configmap(spec: ClusterSpec) -> Manifest:
     # Cluster state lives in Kubernetes itself: every frontend pod watches this ConfigMap and writes it
     # with optimistic concurrency on resourceVersion, so no store of our own needs replicating.
@@ -118,13 +138,15 @@ def frontend_deployment(spec: ClusterSpec) -> Manifest:
     command = ["python", "-m", "clipper_deploy_core.managers.cluster", "--name", spec.name, "--home", "/state",
                "--replicas", "kubernetes", "--query-host", "0.0.0.0", "--query-port", str(QUERY_PORT),
                "--admin-host", "0.0.0.0", "--admin-port", str(ADMIN_PORT), "--rpc-host", "0.0.0.0",
-               "--rpc-port", str(RPC_PORT), "--max-body", str(spec.max_request_bytes)]
+               "--rpc-port", str(RPC_PORT), "--max-body", str(spec.max_request_bytes),
+               "--admin-allowed-hosts", ",".join(admin_host_names(spec))]
     container = {
         "name": "frontend", "image": spec.frontend_image, "imagePullPolicy": spec.image_pull_policy,
         "command": command,
         "env": [
             {"name": "CLIPPER_ADMIN_TOKEN",
              "valueFrom": {"secretKeyRef": {"name": spec.obj("admin-token"), "key": "token"}}},
+            _rpc_secret_env(spec),
             {"name": "CLIPPER_K8S_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
             {"name": "CLIPPER_K8S_STATE_CONFIGMAP", "value": spec.obj("state")},
             {"name": "PYTHONUNBUFFERED", "value": "1"},
@@ -161,10 +183,11 @@ def services(spec: ClusterSpec) -> list[Manifest]:
     return out
 
 
-def cluster_manifests(spec: ClusterSpec, token: str, with_namespace: bool = False) -> list[Manifest]:
+def cluster_manifests(spec: ClusterSpec, token: str, secret: str, with_namespace: bool = False) -> list[Manifest]:
     # Services before the Deployment whose pods they select (Kubernetes' own advice): a pod then starts with
     # every Service already resolvable.
-    return [*([namespace(spec)] if with_namespace else []), admin_token_secret(spec, token), state_configmap(spec),
+    return [*([namespace(spec)] if with_namespace else []), admin_token_secret(spec, token), rpc_secret(spec, secret),
+            state_configmap(spec),
             *rbac(spec), *services(spec), frontend_deployment(spec)]
 
 
@@ -193,6 +216,8 @@ def model_deployment(spec: ClusterSpec, model: ModelSpec) -> Manifest:
         {"name": "CLIPPER_PORT", "value": str(RPC_PORT)},
         {"name": "CLIPPER_REPLICA_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "CLIPPER_HEALTH_PORT", "value": str(HEALTH_PORT)},
+        {"name": "CLIPPER_HEALTH_HOST", "value": "0.0.0.0"},  # probed by the kubelet, from outside the pod
+        _rpc_secret_env(spec),
         {"name": "CLIPPER_RESOLVE_INTERVAL", "value": "5"},  # links to every frontend pod, as they come and go
         {"name": "PYTHONUNBUFFERED", "value": "1"},
     ]

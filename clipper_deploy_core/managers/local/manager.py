@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -35,11 +36,33 @@ def _alive(pid: int) -> bool:
         return True
 
 
+TOKEN_FILE = "admin_token"
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` readable by this user alone (0600), replacing it atomically."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    tmp.replace(path)
+
+
 class LocalContainerManager(AdminBackedManager):
+    """The cluster as a background process on this machine, replicas as its child processes.
+
+    Every port binds to loopback by default. The admin token is made at ``start_clipper`` (or taken from
+    ``admin_token``) and kept in ``<home>/clusters/<name>/admin_token`` (0600), where ``connect()`` finds it.
+    ``insecure_loopback_admin=True`` lets token-less admin mutations in from loopback, for Clipper's own
+    ``clipper_admin`` client: any local process can then deploy code as this user.
+    """
+
     def __init__(self, cluster_name: str = "default-cluster", clipper_query_port: int = 1337,
                  clipper_management_port: int = 1338, clipper_rpc_port: int = 7000, home: str | Path | None = None,
                  query_host: str = "127.0.0.1", admin_host: str = "127.0.0.1",
-                 max_request_bytes: int = 16 * 1024 * 1024, admin_token: str | None = None) -> None:
+                 max_request_bytes: int = 16 * 1024 * 1024, admin_token: str | None = None,
+                 insecure_loopback_admin: bool = False) -> None:
         self.cluster_name = validate_name(cluster_name, "cluster name")
         self.cluster_identifier = cluster_name
         self.ports = (clipper_query_port, clipper_management_port, clipper_rpc_port)
@@ -47,6 +70,7 @@ class LocalContainerManager(AdminBackedManager):
         self.dir = self.home / "clusters" / cluster_name
         self.query_host, self.admin_host = query_host, admin_host
         self.max_request_bytes, self.admin_token = max_request_bytes, admin_token
+        self.insecure_loopback_admin = insecure_loopback_admin
         self.info: dict[str, Any] | None = None
 
     # --- cluster lifecycle --------------------------------------------------------------------
@@ -62,18 +86,23 @@ class LocalContainerManager(AdminBackedManager):
         if running:
             raise ClipperException(f"A cluster named '{self.cluster_name}' is already running (pid {running['pid']}, "
                                    f"query {running['query']}). Use connect(), or stop_all() it first")
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.dir.chmod(0o700)
         (self.dir / "cluster.json").unlink(missing_ok=True)
-        log = open(self.dir / "cluster.log", "ab")  # handed to the child
-        env = {**os.environ}
-        if self.admin_token:
-            env["CLIPPER_ADMIN_TOKEN"] = self.admin_token
+        token_file = self.dir / TOKEN_FILE
+        if self.admin_token is None and token_file.is_file():
+            self.admin_token = token_file.read_text().strip()  # a restarted cluster keeps its token
+        self.admin_token = self.admin_token or secrets.token_urlsafe(32)
+        _write_private(token_file, self.admin_token)
+        # handed to the child; 0600 like everything the cluster writes
+        log = os.fdopen(os.open(self.dir / "cluster.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
+        env = {**os.environ, "CLIPPER_ADMIN_TOKEN": self.admin_token}
         q, a, r = self.ports
         proc = subprocess.Popen(
             [sys.executable, "-m", "clipper_deploy_core.managers.cluster", "--name", self.cluster_name,
              "--home", str(self.dir), "--query-host", self.query_host, "--query-port", str(q), "--admin-host",
              self.admin_host, "--admin-port", str(a), "--rpc-port", str(r), "--max-body", str(self.max_request_bytes),
-             "--env-root", str(self.home)],
+             "--env-root", str(self.home), *(["--insecure-loopback-admin"] if self.insecure_loopback_admin else [])],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, env=env, cwd=str(self.dir))
         log.close()
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -94,6 +123,12 @@ class LocalContainerManager(AdminBackedManager):
         if info is None:
             raise ClipperException(f"No running cluster named '{self.cluster_name}' (looked in {self.dir}). "
                                    f"Start one with start_clipper()")
+        if self.admin_token is None:
+            try:
+                self.admin_token = (self.dir / TOKEN_FILE).read_text().strip()
+            except OSError as e:
+                raise ClipperException(f"Cannot read the admin token of cluster '{self.cluster_name}' ({e}); pass "
+                                       f"admin_token= or run as the user who started it") from None
         self.info = info
 
     def _need(self) -> dict[str, Any]:

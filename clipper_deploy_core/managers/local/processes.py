@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from ...bundle import verify_bundle
 from ...envs import ensure_env
 from ...exceptions import ClipperException
 from ...frontend.state import Deployment
@@ -18,8 +19,16 @@ class ProcessRunner:
         self.home, self.env_root = home, env_root
 
     async def prepare(self, d: Deployment) -> None:
-        if not (Path(d.bundle_dir) / "manifest.json").is_file():
+        # A bundle is code: replicas load only bundles in this cluster's own store (where build_model copies
+        # them, mode 0700), and only the exact bundle whose digest the deploy names.
+        store = (self.home / "bundles").resolve()
+        bundle = Path(d.bundle_dir).resolve()
+        if bundle.parent != store:
+            raise ClipperException(f"deploy_replicas takes only bundles in the cluster's bundle store {store}, "
+                                   f"not {d.bundle_dir}; build_model puts them there")
+        if not (bundle / "manifest.json").is_file():
             raise ClipperException(f"No bundle at {d.bundle_dir}")
+        await asyncio.to_thread(verify_bundle, bundle, d.digest, (d.name, d.version))
         if d.pkgs:  # the venv is built (and cached) before any replica starts, so a failed install is reported
             await asyncio.to_thread(ensure_env, d.pkgs, self.env_root)
 
