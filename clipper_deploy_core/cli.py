@@ -38,7 +38,8 @@ def _conn(args: argparse.Namespace) -> Any:
     from .managers.local import LocalContainerManager
 
     return ClipperConnection(LocalContainerManager(args.cluster, clipper_query_port=q, clipper_management_port=a,
-                                                   clipper_rpc_port=r))
+                                                   clipper_rpc_port=r, insecure_loopback_admin=getattr(
+                                                       args, "insecure_loopback_admin", False)))
 
 
 def _start(args: argparse.Namespace) -> int:
@@ -244,6 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "start":
             for flag, default in (("--query-port", 1337), ("--admin-port", 1338), ("--rpc-port", 7000)):
                 p.add_argument(flag, type=int, default=default, help=f"0 picks a free port (default {default})")
+            p.add_argument("--insecure-loopback-admin", action="store_true",
+                           help="accept admin mutations without the token from loopback, for Clipper's own "
+                                "clipper_admin client (any local process can then deploy code as you)")
         if name == "logs":
             p.add_argument("--dir", default="clipper_logs/")
         if name == "predict":

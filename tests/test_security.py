@@ -239,3 +239,23 @@ def test_the_replica_health_endpoint_binds_loopback_by_default(monkeypatch):
         assert health.server.server_address[0] == "127.0.0.1"
     finally:
         health.server.shutdown()
+
+
+def test_the_cli_opt_in_starts_a_cluster_that_takes_clipper_admins_token_less_calls(tmp_path):
+    import subprocess
+    import sys
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "clipper_deploy_core.cli", *args, "--cluster", "cli-insecure"],
+                              capture_output=True, text=True, env={**os.environ, "CLIPPER_DEPLOY_HOME": str(tmp_path)},
+                              timeout=120)
+
+    started = cli("start", "--insecure-loopback-admin", "--query-port", "0", "--admin-port", "0", "--rpc-port", "0")
+    assert started.returncode == 0, started.stderr
+    try:
+        c = ClipperConnection(LocalContainerManager("cli-insecure", home=tmp_path))
+        c.connect()
+        assert "WARNING: --insecure-loopback-admin" in (c.cm.dir / "cluster.log").read_text()
+        assert admin(c, "add_app", APP)[0] == 200
+    finally:
+        cli("stop")

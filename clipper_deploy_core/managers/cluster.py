@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import signal
@@ -19,7 +20,7 @@ from pathlib import Path
 from ..frontend.admin_api import AdminAPI, ReplicaController
 from ..frontend.admin_guard import AdminGuard, admin_error
 from ..frontend.dispatch import Dispatcher
-from ..frontend.http import App, Response, bind, json_response, make_server
+from ..frontend.http import App, Limits, Response, bind, json_response, make_server, raise_file_limit
 from ..frontend.metrics import Metrics
 from ..frontend.query_api import QueryAPI
 from ..frontend.state import ClusterState
@@ -94,12 +95,16 @@ async def serve(args: argparse.Namespace) -> None:
     guard = AdminGuard(token, args.insecure_loopback_admin, args.admin_allowed_hosts.split(","))
     admin_app = App(AdminAPI(state, controller, guard, store.transaction if store else None).routes(),
                     args.max_body, admin_error)
+    # Every connection is a descriptor: keep a reserve for replica links, the admin port, state and logs.
+    files = raise_file_limit()
+    query_limits = Limits.from_env(max(64, files - 256))
+    limits = {"query": query_limits, "admin": dataclasses.replace(query_limits, max_connections=64)}
     servers, ports = [], {}
     for label, app, host, port in (("query", query_app, args.query_host, args.query_port),
                                    ("admin", admin_app, args.admin_host, args.admin_port)):
         sock = bind(host, port)
         ports[label] = sock.getsockname()[1]
-        server = make_server(app)
+        server = make_server(app, limits[label])
         servers.append((server, asyncio.create_task(server.serve(sockets=[sock]))))
     while not all(server.started for server, _ in servers):
         if any(task.done() for _, task in servers):
