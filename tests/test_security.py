@@ -259,3 +259,20 @@ def test_the_cli_opt_in_starts_a_cluster_that_takes_clipper_admins_token_less_ca
         assert admin(c, "add_app", APP)[0] == 200
     finally:
         cli("stop")
+
+
+@pytest.mark.parametrize("path,body,cause", [
+    ("add_app", b"[" * 5000 + b"]" * 5000, "Error parsing JSON"),
+    ("add_app", b'{"name": ["x"], "input_type": "doubles", "default_output": "d", "latency_slo_micros": 1}',
+     "'name' must be a string"),
+    ("add_app", b'{"name": "y", "input_type": "doubles", "default_output": "d", "latency_slo_micros": true}',
+     "'latency_slo_micros' must be an integer"),
+    ("set_num_replicas", b'{"model_name": "sec", "model_version": 1.5, "num_replicas": 1}', "model_version"),
+    ("set_num_replicas", b'{"model_name": "sec", "model_version": "1", "num_replicas": 99999999}', "0 to 10000"),
+    ("get_container", b'{"model_name": "sec", "model_version": "1", "replica_id": "0"}', "'replica_id'"),
+    ("add_model_links", b'{"app_name": "sec", "model_names": "sec"}', "list of strings"),
+    ("get_all_applications", b'{"verbose": "yes"}', "true or false"),
+])
+def test_malformed_admin_bodies_get_a_400_naming_the_field(conn, path, body, cause):
+    status, text = admin(conn, path, body, {"X-Clipper-Admin-Token": conn.cm.admin_token})
+    assert status == 400 and cause in json.loads(text)["cause"], text

@@ -130,7 +130,7 @@ def raw_post(conn, path, body, headers=None):
     ({"inputs": [{"name": "a", "datatype": "FP64", "shape": [1, 1], "data": [1]}], "outputs": [{"name": "probs"}]},
      "Unknown output requested"),
     ({"inputs": [{"name": "a", "datatype": "FP64", "shape": [1, 1], "parameters": {"binary_data_size": 64}}]},
-     "exceeds the binary data"),
+     "binary_data_size 64 does not match"),
 ])
 def test_malformed_infer_requests_are_400(conn, body, msg):
     status, reply = raw_post(conn, "/v2/models/summer/infer", body)
@@ -140,3 +140,57 @@ def test_malformed_infer_requests_are_400(conn, body, msg):
 def test_bad_header_length_is_400(conn):
     status, reply = raw_post(conn, "/v2/models/summer/infer", b"{}", {"Inference-Header-Content-Length": "99"})
     assert status == 400 and "outside the body" in reply["error"]
+
+
+def _t(**over):
+    return {"inputs": [{"name": "a", "datatype": "FP64", "shape": [1, 2], "data": [1.0, 2.0], **over}]}
+
+
+DEEP = b'{"inputs": [{"name": "a", "datatype": "FP64", "shape": [1, 1], "data": ' + b"[" * 5000 + b"1" + \
+    b"]" * 5000 + b"}]}"
+# Each of these answered 500, or was silently accepted, before the V2 parser validated as REST does.
+V2_FINDINGS = [
+    ("summer", _t(datatype=["FP64"]), "datatype"),
+    ("summer", _t(datatype={}), "datatype"),
+    ("summer", DEEP, "JSON header does not parse"),
+    ("summer", b'{"inputs": [{"name": "a", "datatype": "FP64", "shape": [1, 1], "data": [1' + b"0" * 400 + b"]}]}",
+     "JSON header does not parse"),
+    ("summer", {**_t(), "parameters": [1]}, "'parameters' must be a JSON object"),
+    ("summer", {**_t(), "parameters": "x"}, "'parameters' must be a JSON object"),
+    ("summer", {**_t(), "outputs": [{"name": "output", "parameters": [1]}]}, "an output's 'parameters'"),
+    ("summer", _t(parameters={"binary_data_size": -8}), "non-negative integer"),
+    ("summer", _t(shape=[True, 2]), "shape must be"),
+    ("shouty", {"inputs": [{"name": "a", "datatype": "BYTES", "shape": [2], "data": [1, 2]}]}, "list of strings"),
+    ("summer", b'{"inputs": [{"name": "a", "datatype": "FP64", "shape": [1, 1], "data": [NaN]}]}', "does not parse"),
+    ("summer", b'{"inputs": [{"name": "a", "datatype": "FP64", "shape": [1, 1], "data": [Infinity]}]}', "not parse"),
+    ("summer", b'{"inputs": [{"name": "a", "datatype": "FP64", "shape": [1, 1], "data": [1e400]}]}', "not parse"),
+    ("summer", _t(data=[1.0, True]), "a[0][1] is bool"),
+    ("int-sum", {"inputs": [{"name": "a", "datatype": "INT64", "shape": [1, 1], "data": [2 ** 40]}]}, "32-bit"),
+    ("summer", _t(name=7), "string 'name'"),
+]
+
+
+@pytest.mark.parametrize("app,body,cause", V2_FINDINGS, ids=range(len(V2_FINDINGS)))
+def test_v2_rejects_what_rest_rejects_with_a_400(conn, app, body, cause):
+    status, reply = raw_post(conn, f"/v2/models/{app}/infer", body)
+    assert status == 400 and cause in reply["error"], reply
+
+
+def test_v2_binary_sizes_must_add_up_and_floats_be_finite(conn):
+    import numpy as np
+
+    head = json.dumps(_t(parameters={"binary_data_size": 16})).encode()
+    for payload, cause in ((np.array([1.0, 2.0, 3.0]).tobytes(), "does not match"),
+                           (np.array([1.0, np.nan]).tobytes(), "not a finite number")):
+        status, reply = raw_post(conn, "/v2/models/summer/infer", head + payload,
+                                 {"Inference-Header-Content-Length": str(len(head))})
+        assert status == 400 and cause in reply["error"], reply
+    ok = np.array([1.0, 2.5]).tobytes()
+    status, reply = raw_post(conn, "/v2/models/summer/infer", head + ok,
+                             {"Inference-Header-Content-Length": str(len(head))})
+    assert status == 200 and reply["outputs"][0]["data"] == ["v2:3.5"]
+
+
+def test_a_v2_batch_over_the_row_cap_is_413(conn):
+    status, reply = raw_post(conn, "/v2/models/summer/infer", _t(shape=[10_001, 1], data=[1.0] * 10_001))
+    assert status == 413 and "10001 rows" in reply["error"]

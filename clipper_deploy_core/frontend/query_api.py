@@ -10,16 +10,20 @@ from typing import Any
 
 import orjson
 
-from ..inputs import NUMPY_DTYPES, InputError, parse_single_input, validate_input
+from ..inputs import NUMPY_DTYPES, InputError
 from ..wire import RawQuery
 from .dispatch import Dispatcher, Outcome, Task
 from .http import Handler, Request, Response, json_response
 from .metrics import Metrics
+from .offload import Offload
+from .rest_body import SCHEMA_HINT, BodyError, check_single, parse_rest
 from .state import ClusterState
 
 NO_MODEL = "No connected models found for query"
 SLO_MISSED = "Failed to retrieve a prediction response within the specified latency SLO"
-SCHEMA_HINT = 'Expected JSON schema: {"input": <input>} or {"input_batch": [<input>, ...]}, optional "version"'
+DEFAULT_MAX_BATCH_ROWS = 10_000
+# Rows queued per turn of the event loop: a large batch lets other queries in between its chunks.
+ENQUEUE_CHUNK = 512
 
 
 def _loop_time(monotonic_deadline: float) -> float:
@@ -55,9 +59,12 @@ def parse_output(text: str) -> Any:
 
 class QueryAPI:
     def __init__(self, state: ClusterState, dispatcher: Dispatcher, metrics: Metrics,
-                 expected_replicas: Callable[[str, str], int]) -> None:
+                 expected_replicas: Callable[[str, str], int], max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS,
+                 offload: Offload | None = None) -> None:
         self.state, self.dispatcher, self.metrics = state, dispatcher, metrics
         self.expected_replicas = expected_replicas
+        self.max_batch_rows = max_batch_rows
+        self.offload = offload or Offload()
         self._qids = itertools.count()
 
     def routes(self) -> list[tuple[str, str, Handler]]:
@@ -89,41 +96,32 @@ class QueryAPI:
             return json_error(400, "Json error", f"{outcome.explanation}. {SCHEMA_HINT}")
         if outcome.output is None:  # never reached a replica: a malformed body still gets its 400
             try:
-                parse_single_input(app.input_type, body)
+                await self.offload.parse(check_single, body, app.input_type)
             except InputError as e:
                 return json_error(400, "Json error", f"{e}. {SCHEMA_HINT}")
+            except BodyError as e:
+                return json_error(e.status, e.error, e.cause)
         metrics.latency.observe(time.monotonic() - started)
         return json_response(self._reply(app, outcome))
 
     async def _predict_parsed(self, app: Any, raw_body: bytes, started: float) -> Response:
-        app_name = app.name
         try:
-            body = orjson.loads(raw_body)
-        except (ValueError, UnicodeDecodeError) as e:
-            return json_error(400, "Json error", f"Error parsing JSON: {e}. {SCHEMA_HINT}")
-        if not isinstance(body, dict) or ("input" in body) == ("input_batch" in body):
-            return json_error(400, "Json error", "JSON object must have exactly one of the keys input or "
-                                                 f"input_batch. {SCHEMA_HINT}")
-        batch = "input_batch" in body
-        raw = body["input_batch"] if batch else [body["input"]]
-        if batch and (not isinstance(raw, list) or not raw):
-            return json_error(400, "Json error", f"input_batch must be a non-empty JSON array. {SCHEMA_HINT}")
-        bools = b"true" in raw_body or b"false" in raw_body  # else numpy checks types in one pass
-        try:
-            inputs = [validate_input(app.input_type, x, f"input_batch[{i}]" if batch else "input", bools)
-                      for i, x in enumerate(raw)]
-        except InputError as e:
-            return json_error(400, "Json error", f"{e}. {SCHEMA_HINT}")
-        wire_inputs = raw if app.input_type == "bytes" else inputs  # bytes travel base64-encoded
-        metrics = self.metrics.app(app_name)
+            parsed = await self.offload.parse(parse_rest, raw_body, app.input_type, self.max_batch_rows)
+        except BodyError as e:
+            return json_error(e.status, e.error, e.cause)
+        n = len(parsed.inputs)
+        metrics = self.metrics.app(app.name)
         metrics.requests.inc()
-        metrics.predictions.inc(len(inputs))
-        version = body.get("version")
+        metrics.predictions.inc(n)
         try:
-            _, outcomes = await self.run(app, wire_inputs, None if version is None else str(version))
+            _, outcomes = await self.run(app, parsed.inputs, parsed.version)
         except QueryRejected as e:
             return json_error(400, "Query processing error", e.cause)
-        replies = [self._reply(app, o) for o in outcomes]
+        replies = []
+        for start in range(0, n, ENQUEUE_CHUNK):
+            if start:
+                await asyncio.sleep(0)
+            replies += [self._reply(app, o) for o in outcomes[start:start + ENQUEUE_CHUNK]]
         metrics.latency.observe(time.monotonic() - started)
         if len(replies) == 1:
             return json_response(replies[0])
@@ -146,8 +144,9 @@ class QueryAPI:
                                 unknown_version=True)
         return version, model
 
-    async def run(self, app: Any, inputs: list[Any], version: str | None) -> tuple[str, list[Outcome]]:
-        """Queue ``inputs`` (wire form) for the app's model and wait for them, at most the app's SLO."""
+    async def run(self, app: Any, inputs: Any, version: str | None) -> tuple[str, list[Outcome]]:
+        """Queue ``inputs`` (wire form: a list, or a 2-D array of rows) for the app's model and wait for them,
+        at most the app's SLO."""
         served, model = self.resolve(app, version)
         if model is None:
             what = ("no model is linked to app" if not self.state.linked_models(app.name)
@@ -160,16 +159,25 @@ class QueryAPI:
         slo = app.latency_slo_micros / 1e6
         deadline = time.monotonic() + slo
         queue = self.dispatcher.queue(key, model.batch_size)
-        tasks = [Task(x, deadline, slo) for x in inputs]
-        for t in tasks:
-            queue.put(t)
-        self.metrics.model(*key).requests.inc(len(tasks))
+        n = len(inputs)
+        if n == 1:
+            task = Task(inputs[0], deadline, slo)
+            queue.put(task)
+            tasks = [task]
+        else:
+            tasks = []
+            for start in range(0, n, ENQUEUE_CHUNK):
+                if start:
+                    await asyncio.sleep(0)  # let other queries in between the chunks of a large batch
+                chunk = [Task(inputs[i], deadline, slo) for i in range(start, min(n, start + ENQUEUE_CHUNK))]
+                for t in chunk:
+                    queue.put(t)
+                tasks += chunk
+        self.metrics.model(*key).requests.inc(n)
         # One timer per request answers whatever is still pending at the deadline with the SLO default.
         timer = asyncio.get_running_loop().call_at(_loop_time(deadline), _expire, tasks)
         try:
-            if len(tasks) == 1:
-                return served, [await tasks[0].future]
-            return served, list(await asyncio.gather(*(t.future for t in tasks)))
+            return served, [await t.future for t in tasks]
         finally:
             timer.cancel()
 

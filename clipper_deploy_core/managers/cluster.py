@@ -22,7 +22,8 @@ from ..frontend.admin_guard import AdminGuard, admin_error
 from ..frontend.dispatch import Dispatcher
 from ..frontend.http import App, Limits, Response, bind, json_response, make_server, raise_file_limit
 from ..frontend.metrics import Metrics
-from ..frontend.query_api import QueryAPI
+from ..frontend.offload import Offload
+from ..frontend.query_api import DEFAULT_MAX_BATCH_ROWS, QueryAPI
 from ..frontend.state import ClusterState
 from ..frontend.v2_api import V2API
 from ..replica_auth import SECRET_ENV, load_or_create_secret
@@ -90,7 +91,8 @@ async def serve(args: argparse.Namespace) -> None:
     rpc = await asyncio.start_server(dispatcher.handle_replica, args.rpc_host, args.rpc_port)
     rpc_port[0] = rpc.sockets[0].getsockname()[1]
 
-    query_api = QueryAPI(state, dispatcher, metrics, controller.expected)
+    offload = Offload()
+    query_api = QueryAPI(state, dispatcher, metrics, controller.expected, args.max_batch_rows, offload)
     query_app = App(V2API(query_api).routes() + query_api.routes(), args.max_body, query_error)
     guard = AdminGuard(token, args.insecure_loopback_admin, args.admin_allowed_hosts.split(","))
     admin_app = App(AdminAPI(state, controller, guard, store.transaction if store else None).routes(),
@@ -132,6 +134,7 @@ async def serve(args: argparse.Namespace) -> None:
     if store is not None:
         store.stop()
     rpc.close()
+    offload.close()
     for server, _ in servers:
         server.should_exit = True
     await asyncio.gather(*(task for _, task in servers), return_exceptions=True)
@@ -151,6 +154,7 @@ def main() -> int:
     p.add_argument("--replicas", choices=("local", "docker", "kubernetes"), default="local",
                    help="run replicas as local processes or Docker containers, or let Kubernetes run them")
     p.add_argument("--max-body", type=int, default=DEFAULT_MAX_BODY)
+    p.add_argument("--max-batch-rows", type=int, default=DEFAULT_MAX_BATCH_ROWS, help="rows one query may hold")
     p.add_argument("--env-root", default=None, help="where pkgs_to_install environments are cached")
     p.add_argument("--insecure-loopback-admin", action="store_true",
                    help="accept admin mutations without the token from loopback (for Clipper's clipper_admin)")

@@ -52,7 +52,8 @@ class DockerContainerManager(RemoteAddresses, AdminBackedManager):
                  prometheus_port: int = 9090, docker_network: str = "clipper_network",
                  extra_container_kwargs: dict[str, Any] | None = None, *, network_mode: str = "bridge",
                  frontend_image: str | None = None, admin_token: str | None = None,
-                 max_request_bytes: int = 16 * 1024 * 1024, client: Any = None) -> None:
+                 max_request_bytes: int = 16 * 1024 * 1024, max_batch_rows: int = 10_000,
+                 client: Any = None) -> None:
         if redis_ip is not None:
             raise ClipperException("redis_ip: this cluster keeps its state in a volume of its own, without Redis")
         if (redis_port, prometheus_port) != (6379, 9090):
@@ -74,6 +75,7 @@ class DockerContainerManager(RemoteAddresses, AdminBackedManager):
         self.frontend_image = frontend_image
         self.admin_token = admin_token
         self.max_request_bytes = max_request_bytes
+        self.max_batch_rows = max_batch_rows
         self._client = client
         self.addrs: dict[str, str] | None = None
 
@@ -166,7 +168,8 @@ class DockerContainerManager(RemoteAddresses, AdminBackedManager):
         command = ["python", "-m", "clipper_deploy_core.managers.cluster", "--name", self.cluster_name,
                    "--home", "/state", "--replicas", "docker", "--query-host", hosts[0], "--query-port", str(hosts[1]),
                    "--admin-host", hosts[2], "--admin-port", str(hosts[3]), "--rpc-host", hosts[4],
-                   "--rpc-port", str(hosts[5]), "--max-body", str(self.max_request_bytes)]
+                   "--rpc-port", str(hosts[5]), "--max-body", str(self.max_request_bytes),
+                   "--max-batch-rows", str(self.max_batch_rows)]
         # The secret replicas prove to the frontend: in the frontend's environment, which hands it to each
         # replica container's (the engine's API is root-equivalent, so it protects them as well as a file).
         env.update({"CLIPPER_ADMIN_TOKEN": token, SECRET_ENV: new_secret(), "CLIPPER_DOCKER_CLUSTER": self.cluster_name,

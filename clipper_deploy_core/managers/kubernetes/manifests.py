@@ -57,6 +57,7 @@ class ClusterSpec:
     query_node_port: int | None = None
     admin_node_port: int | None = None
     max_request_bytes: int = 16 * 1024 * 1024
+    max_batch_rows: int = 10_000
     image_pull_policy: str = "IfNotPresent"
     # Host names the admin API answers to besides IP addresses (its Service's names are always allowed).
     admin_allowed_hosts: list[str] = field(default_factory=list)
@@ -139,6 +140,7 @@ def frontend_deployment(spec: ClusterSpec) -> Manifest:
                "--replicas", "kubernetes", "--query-host", "0.0.0.0", "--query-port", str(QUERY_PORT),
                "--admin-host", "0.0.0.0", "--admin-port", str(ADMIN_PORT), "--rpc-host", "0.0.0.0",
                "--rpc-port", str(RPC_PORT), "--max-body", str(spec.max_request_bytes),
+               "--max-batch-rows", str(spec.max_batch_rows),
                "--admin-allowed-hosts", ",".join(admin_host_names(spec))]
     container = {
         "name": "frontend", "image": spec.frontend_image, "imagePullPolicy": spec.image_pull_policy,

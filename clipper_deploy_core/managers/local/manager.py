@@ -62,7 +62,7 @@ class LocalContainerManager(AdminBackedManager):
                  clipper_management_port: int = 1338, clipper_rpc_port: int = 7000, home: str | Path | None = None,
                  query_host: str = "127.0.0.1", admin_host: str = "127.0.0.1",
                  max_request_bytes: int = 16 * 1024 * 1024, admin_token: str | None = None,
-                 insecure_loopback_admin: bool = False) -> None:
+                 insecure_loopback_admin: bool = False, max_batch_rows: int = 10_000) -> None:
         self.cluster_name = validate_name(cluster_name, "cluster name")
         self.cluster_identifier = cluster_name
         self.ports = (clipper_query_port, clipper_management_port, clipper_rpc_port)
@@ -71,6 +71,7 @@ class LocalContainerManager(AdminBackedManager):
         self.query_host, self.admin_host = query_host, admin_host
         self.max_request_bytes, self.admin_token = max_request_bytes, admin_token
         self.insecure_loopback_admin = insecure_loopback_admin
+        self.max_batch_rows = max_batch_rows
         self.info: dict[str, Any] | None = None
 
     # --- cluster lifecycle --------------------------------------------------------------------
@@ -102,6 +103,7 @@ class LocalContainerManager(AdminBackedManager):
             [sys.executable, "-m", "clipper_deploy_core.managers.cluster", "--name", self.cluster_name,
              "--home", str(self.dir), "--query-host", self.query_host, "--query-port", str(q), "--admin-host",
              self.admin_host, "--admin-port", str(a), "--rpc-port", str(r), "--max-body", str(self.max_request_bytes),
+             "--max-batch-rows", str(self.max_batch_rows),
              "--env-root", str(self.home), *(["--insecure-loopback-admin"] if self.insecure_loopback_admin else [])],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, env=env, cwd=str(self.dir))
         log.close()
