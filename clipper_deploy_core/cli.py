@@ -99,9 +99,9 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def _replicas(args: argparse.Namespace) -> int:
-    rows = [("MODEL", "VERSION", "REPLICA", "STATUS", "PID/CONTAINER", "RESTARTS")]
+    rows = [("MODEL", "VERSION", "REPLICA", "STATUS", "PID/CONTAINER", "RESTARTS", "LAST ERROR")]
     rows += [(r["model_name"], r["model_version"], str(r["model_replica_id"]), r["status"],
-              str(r.get("pid") or r.get("container_name")), str(r["restarts"]))
+              str(r.get("pid") or r.get("container_name")), str(r["restarts"]), r.get("last_error") or "-")
              for r in _connected(args).get_all_model_replicas(verbose=True)]
     _table(rows)
     return 0

@@ -276,3 +276,51 @@ def test_the_cli_opt_in_starts_a_cluster_that_takes_clipper_admins_token_less_ca
 def test_malformed_admin_bodies_get_a_400_naming_the_field(conn, path, body, cause):
     status, text = admin(conn, path, body, {"X-Clipper-Admin-Token": conn.cm.admin_token})
     assert status == 400 and cause in json.loads(text)["cause"], text
+
+
+def test_a_failed_scale_up_keeps_the_record_and_a_crash_loop_says_why(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    from clipper_deploy_core.bundle import FUNC_NAME
+    from clipper_deploy_core.testing import query
+
+    cm = LocalContainerManager("crashy", 0, 0, 0, home=tmp_path)
+    c = ClipperConnection(cm)
+    c.start_clipper()
+    try:
+        create_endpoint(c, "crashy", "doubles", lambda xs: ["ok"] * len(xs), slo_micros=2_000_000)
+        bundle = next((cm.dir / "bundles").iterdir())
+        (bundle / FUNC_NAME).write_bytes(b"tampered")
+        with pytest.raises(ClipperException, match="BundleIntegrityError"):
+            c.set_num_replicas("crashy", 2)
+        record = admin(c, "get_deployment", json.dumps({"model_name": "crashy", "model_version": "1"}).encode())
+        assert json.loads(record[1])["num_replicas"] == 1  # exactly as before the failed scale-up
+        assert predict(c, "crashy", {"input": [1.0]})["output"] == "ok"  # the old replica still serves
+
+        # The serving replica dies; each restart fails verification: a crash loop, explained everywhere.
+        (rep,) = c.get_all_model_replicas(verbose=True)
+        os.kill(rep["pid"], signal.SIGKILL)
+        wait_until(lambda: (c.get_all_model_replicas(verbose=True)[0].get("last_error") or "").startswith(
+            "BundleIntegrityError"), what="the replica's last error", timeout=60)
+        status, reply = query(c, "crashy", {"input": [1.0]})
+        assert status == 200 and reply["default"]
+        assert ("no live replica: model crashy:1 fails to start: BundleIntegrityError" in reply["default_explanation"]
+                and "sha256 mismatch: func.pkl" in reply["default_explanation"]), reply
+        states = c.inspect_instance()["clipper_replica_state"]
+        assert any(s["labels"]["last_error"].startswith("BundleIntegrityError") for s in states)
+        out = subprocess.run([sys.executable, "-m", "clipper_deploy_core.cli", "replicas", "--cluster", "crashy"],
+                             capture_output=True, text=True, env={**os.environ, "CLIPPER_DEPLOY_HOME": str(tmp_path)},
+                             timeout=60).stdout
+        assert "BundleIntegrityError" in out
+
+        # A restarted cluster finds the record as it was (the version still wants its replica).
+        os.kill(cm.info["pid"], signal.SIGKILL)
+        wait_until(lambda: cm._read_info() is None, what="the cluster to die")
+        c = ClipperConnection(LocalContainerManager("crashy", 0, 0, 0, home=tmp_path))
+        c.start_clipper()
+        record = admin(c, "get_deployment", json.dumps({"model_name": "crashy", "model_version": "1"}).encode())
+        assert json.loads(record[1])["num_replicas"] == 1
+    finally:
+        c.stop_all()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,8 +66,33 @@ class Metrics:
                 self.model_latency.labels(name, version))
         return m
 
+    def watch_replicas(self, replicas: Callable[[], list[dict[str, Any]]]) -> None:
+        """Report each replica's state (and the last error of one that keeps failing to start) at every scrape."""
+        self.registry.register(_ReplicaStates(replicas))
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _ReplicaStates:
+    """``clipper_replica_state{model, version, replica, state, last_error} 1``, read from the controller."""
+
+    def __init__(self, replicas: Callable[[], list[dict[str, Any]]]) -> None:
+        self.replicas = replicas
+
+    def describe(self) -> list[Any]:
+        return []  # collected only at scrape time
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import GaugeMetricFamily
+
+        family = GaugeMetricFamily("clipper_replica_state", "Replicas by state (1 = in that state); last_error says "
+                                   "why one keeps failing to start", labels=["model", "version", "replica", "state",
+                                                                            "last_error"])
+        for r in self.replicas():
+            family.add_metric([r["model_name"], r["model_version"], str(r["model_replica_id"]), r["status"],
+                               (r.get("last_error") or "")[:200]], 1.0)
+        yield family
 
 
 def parse_metrics(text: str) -> dict[str, Any]:

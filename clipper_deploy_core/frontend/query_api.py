@@ -60,9 +60,10 @@ def parse_output(text: str) -> Any:
 class QueryAPI:
     def __init__(self, state: ClusterState, dispatcher: Dispatcher, metrics: Metrics,
                  expected_replicas: Callable[[str, str], int], max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS,
-                 offload: Offload | None = None) -> None:
+                 offload: Offload | None = None, failure: Callable[[str, str], str | None] | None = None) -> None:
         self.state, self.dispatcher, self.metrics = state, dispatcher, metrics
         self.expected_replicas = expected_replicas
+        self.failure = failure or (lambda name, version: None)
         self.max_batch_rows = max_batch_rows
         self.offload = offload or Offload()
         self._qids = itertools.count()
@@ -153,9 +154,12 @@ class QueryAPI:
                     else "no version of the model for")
             return served, [Outcome(reason="no_model", explanation=f"{NO_MODEL}: {what} '{app.name}'")] * len(inputs)
         key = (model.name, model.version)
-        if self.dispatcher.live_replicas(key) == 0 and self.expected_replicas(*key) == 0:
-            return served, [Outcome(reason="no_replica", explanation=f"{NO_MODEL}: model {model.name}:{model.version} "
-                                                                     f"has no live replica")] * len(inputs)
+        if self.dispatcher.live_replicas(key) == 0:
+            failing = self.failure(*key)
+            if failing or self.expected_replicas(*key) == 0:
+                why = f"no live replica: model {model.name}:{model.version} " + (
+                    f"fails to start: {failing}" if failing else "has no live replica")
+                return served, [Outcome(reason="no_replica", explanation=f"{NO_MODEL}: {why}")] * len(inputs)
         slo = app.latency_slo_micros / 1e6
         deadline = time.monotonic() + slo
         queue = self.dispatcher.queue(key, model.batch_size)

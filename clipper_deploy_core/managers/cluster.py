@@ -92,7 +92,9 @@ async def serve(args: argparse.Namespace) -> None:
     rpc_port[0] = rpc.sockets[0].getsockname()[1]
 
     offload = Offload()
-    query_api = QueryAPI(state, dispatcher, metrics, controller.expected, args.max_batch_rows, offload)
+    query_api = QueryAPI(state, dispatcher, metrics, controller.expected, args.max_batch_rows, offload,
+                         controller.failure)
+    metrics.watch_replicas(controller.replicas)
     query_app = App(V2API(query_api).routes() + query_api.routes(), args.max_body, query_error)
     guard = AdminGuard(token, args.insecure_loopback_admin, args.admin_allowed_hosts.split(","))
     admin_app = App(AdminAPI(state, controller, guard, store.transaction if store else None).routes(),

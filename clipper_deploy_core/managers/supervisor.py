@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,11 +38,31 @@ class Replica:
     started_at: float = 0.0
     restarts: int = 0
     where: dict[str, Any] = field(default_factory=dict)  # the runner's identifiers: pid, container id
+    last_error: str | None = None  # why its last start failed (the last line of its traceback), until it links
+    log_offset: int = 0  # where this start's output begins in ``log``
+    linked: bool = False  # whether this start linked to the frontend
+    failed_starts: int = 0  # starts in a row that ended before linking
 
     def info(self, input_type: str) -> dict[str, Any]:
         return {"model_id": f"{self.name}:{self.version}", "model_name": self.name, "model_version": self.version,
                 "model_replica_id": self.replica_id, "input_type": input_type, "status": self.status,
-                "restarts": self.restarts, "log": str(self.log), **self.where}
+                "restarts": self.restarts, "log": str(self.log), "last_error": self.last_error,
+                "failed_starts": self.failed_starts, **self.where}
+
+
+_ERROR_LINE = re.compile(r"^(?:[\w.]+\.)?(\w*(?:Error|Exception|Exit|Interrupt)\w*)(?::\s*(.*))?$")
+
+
+def last_error(output: str) -> str | None:
+    """The exception a replica died of, from its output: ``BundleIntegrityError: ...`` (module path dropped)."""
+    for line in reversed(output.splitlines()):
+        match = _ERROR_LINE.match(line.strip())
+        if match:
+            name, message = match.groups()
+            return f"{name}: {message}" if message else name
+        if line.startswith("replica: "):  # the replica's own words (for example: refused by the frontend)
+            return line.removeprefix("replica: ").strip()
+    return None
 
 
 class ReplicaRunner(Protocol):
@@ -65,6 +86,15 @@ class ReplicaRunner(Protocol):
 
     async def cleanup(self) -> None:
         """On (re)start of the cluster: remove replicas a previous cluster process left behind."""
+
+
+def _read_from(path: Path, offset: int) -> str:
+    try:
+        with open(path, errors="replace") as f:
+            f.seek(offset)
+            return f.read()[-LOG_TAIL:]
+    except OSError:
+        return ""
 
 
 def log_tail(path: Path) -> str:
@@ -102,18 +132,35 @@ class ReplicaSupervisor:
             out += [r.info(model.input_type if model else "") for r in reps if r.status != "stopped"]
         return out
 
+    def failure(self, name: str, version: str) -> str | None:
+        """Why ``name:version`` has no live replica, when every replica of it keeps failing to start."""
+        reps = [r for r in self.procs.get((name, version), []) if r.status != "stopped"]
+        if reps and all(r.failed_starts and not r.linked and r.last_error for r in reps):
+            return reps[-1].last_error
+        return None
+
     async def deploy(self, d: Deployment) -> None:
         await self.runner.prepare(d)  # before the deployment is recorded: a failure leaves nothing behind
-        self.state.put_deployment(d)
-        await self._scale(d, d.num_replicas, wait=True)
+        await self._apply(d)
 
     async def set_num_replicas(self, name: str, version: str, n: int) -> None:
         d = self.state.get_deployment(name, version)
         if d is None:
             raise ClipperException(f"Cannot add container for non-registered model {name}:{version}")
-        d = Deployment(d.name, d.version, d.bundle_dir, d.digest, n, d.pkgs)
+        await self._apply(Deployment(d.name, d.version, d.bundle_dir, d.digest, n, d.pkgs))
+
+    async def _apply(self, d: Deployment) -> None:
+        """Record ``d`` and scale to it; if its new replicas fail, the previous record is put back exactly."""
+        previous = self.state.get_deployment(d.name, d.version)
         self.state.put_deployment(d)
-        await self._scale(d, n, wait=True)
+        try:
+            await self._scale(d, d.num_replicas, wait=True)
+        except BaseException:
+            if previous is None:
+                self.state.delete_deployment(d.name, d.version)
+            else:
+                self.state.put_deployment(previous)
+            raise
 
     async def stop(self, name: str, version: str) -> None:
         self.state.delete_deployment(name, version)
@@ -166,6 +213,11 @@ class ReplicaSupervisor:
                    "CLIPPER_BUNDLE_DIGEST": d.digest, "CLIPPER_IP": host, "CLIPPER_PORT": str(port),
                    "CLIPPER_REPLICA_ID": str(r.replica_id), "PYTHONUNBUFFERED": "1", **self.replica_env}
             r.started_at = time.monotonic()
+            r.linked = False
+            try:
+                r.log_offset = r.log.stat().st_size if r.log.exists() else 0
+            except OSError:
+                r.log_offset = 0
             try:
                 await self.runner.start(d, r, env)
                 code = await self.runner.wait(r)
@@ -175,6 +227,9 @@ class ReplicaSupervisor:
                 code = -1
             if r.status == "stopped":
                 return
+            if not r.linked:  # it died before it linked: keep why, for status, metrics and queries
+                r.failed_starts += 1
+                r.last_error = last_error(_read_from(r.log, r.log_offset)) or f"exited with code {code}"
             if not r.ready.is_set() and r.restarts == 0:
                 r.status = "failed"  # never got ready on its first start: the deploy reports it
                 r.failed.set()
@@ -192,6 +247,7 @@ class ReplicaSupervisor:
         for r in self.procs.get((name, version), []):
             if r.replica_id == replica_id and r.status != "stopped":
                 r.status = "ready"
+                r.linked, r.failed_starts, r.last_error = True, 0, None
                 r.ready.set()
 
     def mark_gone(self, name: str, version: str, replica_id: int) -> None:
@@ -217,7 +273,6 @@ class ReplicaSupervisor:
                 what = f"was not ready after {READY_TIMEOUT_S:.0f}s"
             for other in new:
                 await self._stop_replica(other)
-            self.state.delete_deployment(r.name, r.version)
             raise ClipperException(f"Replica {r.replica_id} of {r.name}:{r.version} {what}. "
                                    f"Replica output (from {r.log}):\n{log_tail(r.log)}")
 

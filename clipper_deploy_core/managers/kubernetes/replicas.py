@@ -33,6 +33,10 @@ class KubernetesReplicas:
         live = len(self.connected.get((name, version), {}))
         return live or (1 if self.state.get_model(name, version) is not None else 0)
 
+    def failure(self, name: str, version: str) -> str | None:
+        """Kubernetes restarts failing pods and reports why (kubectl describe); the frontend only sees links."""
+        return None
+
     def replicas(self) -> list[dict[str, Any]]:
         out = []
         for (name, version), reps in sorted(self.connected.items()):
