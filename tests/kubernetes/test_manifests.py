@@ -98,3 +98,20 @@ def test_render_prints_yaml_that_parses_back_into_the_same_manifests():
     assert json.dumps(docs, sort_keys=True) == json.dumps(rendered()[:-1], sort_keys=True)
     for d in docs:
         kubernetes_validate.validate(d, K8S_VERSION, strict=True)
+
+
+def test_frontend_and_replicas_get_the_rpc_secret_by_secret_key_ref_and_probes_reach_the_replica():
+    docs = {(m["kind"], m["metadata"]["name"]): m for m in rendered()}
+    secret = docs[("Secret", "prod-rpc-secret")]
+    assert secret["stringData"] == {"secret": "rpc-s3cret"}
+    for name in ("prod-frontend", "prod-gpu-model-3"):
+        (container,) = docs[("Deployment", name)]["spec"]["template"]["spec"]["containers"]
+        env = {e["name"]: e for e in container["env"]}
+        assert env["CLIPPER_CLUSTER_SECRET"]["valueFrom"] == {
+            "secretKeyRef": {"name": "prod-rpc-secret", "key": "secret"}}
+        assert "value" not in env["CLIPPER_CLUSTER_SECRET"]  # never inline in the Deployment
+    (replica,) = docs[("Deployment", "prod-gpu-model-3")]["spec"]["template"]["spec"]["containers"]
+    assert {e["name"]: e.get("value") for e in replica["env"]}["CLIPPER_HEALTH_HOST"] == "0.0.0.0"
+    (frontend,) = docs[("Deployment", "prod-frontend")]["spec"]["template"]["spec"]["containers"]
+    hosts = frontend["command"][frontend["command"].index("--admin-allowed-hosts") + 1].split(",")
+    assert "prod-admin.ml.svc" in hosts
