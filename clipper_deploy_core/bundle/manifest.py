@@ -15,6 +15,7 @@ from ..exceptions import BundleError
 MANIFEST_NAME = "manifest.json"
 FUNC_NAME = "func.pkl"
 MODEL_DIR = "model"
+WARMUP_NAME = "warmup.json"  # the deploy's sample inputs (wire form): a replica answers them before it links
 FORMAT_VERSION = 1
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 import platform
 import shutil
 import tempfile
@@ -16,7 +17,7 @@ from ..exceptions import BundleError, ClipperException
 from ..inputs import canonical_input_type
 from ..naming import validate_name, validate_version
 from ..plugin import HOOK_API_VERSION, PluginRegistry, get_registry
-from .manifest import FUNC_NAME, MANIFEST_NAME, MODEL_DIR, Manifest, PluginRef, sha256_file
+from .manifest import FUNC_NAME, MANIFEST_NAME, MODEL_DIR, WARMUP_NAME, Manifest, PluginRef, sha256_file
 from .pickling import dumps_by_value
 
 
@@ -69,10 +70,12 @@ def save_bundle(
     options: Mapping[str, Any] | None = None,
     pkgs_to_install: Sequence[str] | None = None,
     registry: PluginRegistry | None = None,
+    sample_inputs: Sequence[Any] | None = None,
 ) -> Path:
     """Write a bundle for ``func`` (and ``model``, saved by ``plugin``) and return its directory.
 
-    ``bundle_dir`` must be absent or empty; ``None`` makes a temporary directory.
+    ``bundle_dir`` must be absent or empty; ``None`` makes a temporary directory. ``sample_inputs`` are kept
+    in the bundle: each replica answers them through the model before it takes queries.
     """
     registry = registry or get_registry()
     name, version = validate_name(name), validate_version(version)
@@ -94,6 +97,10 @@ def save_bundle(
                 f"{type(e).__name__}: {e}. Everything it captures must be picklable; save framework models "
                 f"through their plugin (pass them as model=) instead of capturing them"
             ) from e
+        if sample_inputs is not None:
+            from .check import to_wire
+
+            (root / WARMUP_NAME).write_text(json.dumps(to_wire(input_type, sample_inputs)))
         model_dir = root / MODEL_DIR
         model_dir.mkdir()
         saved = registry.call(plugin, "save_model", model=model, model_dir=model_dir, options=dict(options or {})) or {}

@@ -64,7 +64,7 @@ def checked_bundle(name: str, version: str, input_type: str, func: Callable[...,
                    sample_inputs: Sequence[Any] | None) -> Iterator[tuple[Path, list[str] | None]]:
     """Write the bundle to a temporary directory and load it in a fresh process before yielding it."""
     bundle = save_bundle(None, name=name, version=version, input_type=input_type, func=func, model=model,
-                         plugin=plugin, options=options, pkgs_to_install=pkgs_to_install)
+                         plugin=plugin, options=options, pkgs_to_install=pkgs_to_install, sample_inputs=sample_inputs)
     try:
         python = ensure_env(pkgs_to_install) if pkgs_to_install else None
         outputs = run_check(bundle, input_type, sample_inputs, python=python)

@@ -45,6 +45,9 @@ async def serve(args: argparse.Namespace) -> None:
     os.umask(0o077)  # state, secret, token, logs and bundles hold code and data: this user's alone
     home.mkdir(parents=True, exist_ok=True)
     home.chmod(0o700)
+    # The query path encodes batches with numpy: import it now, not inside the first query's SLO (~0.25 s).
+    import numpy  # noqa: F401
+
     state = ClusterState(home / "state.db")
     metrics = Metrics()
     rpc_port = [args.rpc_port]

@@ -179,6 +179,9 @@ def main() -> int:
         from ..bundle import load_bundle
 
         loaded = load_bundle(path, expected_digest=digest, expected_model=(name, version))
+        from .warmup import warm_up
+
+        warm_up(loaded)  # before the hello: a linked replica is a warm one
     except BaseException:  # noqa: BLE001 - any load failure must reach the log with its traceback
         traceback.print_exc()
         sys.stderr.flush()

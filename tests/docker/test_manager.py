@@ -239,6 +239,64 @@ def _connects(c):
         return False
 
 
+# Run inside containers: a forged hello (no secret) at the frontend's RPC port, and the TCP sockets listening.
+FORGED_HELLO = r"""
+import json, socket, struct, sys
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+n = struct.unpack("<I", s.recv(4, socket.MSG_WAITALL))[0]
+challenge = json.loads(s.recv(n, socket.MSG_WAITALL))
+hello = json.dumps({"type": "hello", "model": sys.argv[3], "version": "1", "replica_id": 99, "pid": 1,
+                    "nonce": "00", "mac": "00", "nbytes": 0}).encode()
+s.sendall(struct.pack("<I", len(hello)) + hello)
+try:
+    closed = s.recv(1) == b""
+except ConnectionResetError:
+    closed = True
+print(json.dumps({"challenge": challenge["type"], "closed": closed}))
+"""
+LISTENING = r"""
+import json
+out = []
+for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+    for line in open(path).read().splitlines()[1:]:
+        f = line.split()
+        if f[3] == "0A":
+            addr, port = f[1].rsplit(":", 1)
+            out.append([addr, int(port, 16)])
+print(json.dumps(out))
+"""
+LOOPBACK = {"0100007F", "00000000000000000000000001000000"}
+
+
+def run_json(container, code, *args):
+    code_, out = container.exec_run(["python", "-c", code, *args])
+    assert code_ == 0, out.decode()
+    return json.loads(out.decode().strip().splitlines()[-1])
+
+
+def health_port(replica):
+    return int(replica.exec_run(["cat", "/tmp/clipper-health-port"]).output.decode().strip())
+
+
+def test_bridge_mode_replicas_carry_the_secret_bind_health_to_loopback_and_a_forged_hello_is_refused(
+        conn, docker_client, core_image):
+    create_endpoint(conn, "dsec", "doubles", lambda xs: [str(len(x)) for x in xs])
+    (frontend,) = containers(docker_client, CLUSTER, "frontend")
+    (replica,) = containers(docker_client, CLUSTER, "replica", "dsec:1")
+    secret = lb.env_of(frontend.attrs)["CLIPPER_CLUSTER_SECRET"]
+    assert len(secret) == 64 and lb.env_of(replica.attrs)["CLIPPER_CLUSTER_SECRET"] == secret
+    listening = run_json(replica, LISTENING)
+    assert listening and all(addr in LOOPBACK for addr, _ in listening), listening
+    assert [health_port(replica)] == [port for _, port in listening]
+    # A container on the cluster's network that does not know the secret is never linked.
+    out = docker_client.containers.run(core_image[0].tag, ["python", "-c", FORGED_HELLO, frontend.name, "7000",
+                                                           "dsec"], network="clipper-deploy-test-net",
+                                       labels=TEST_LABEL, remove=True)
+    assert json.loads(out.decode().strip().splitlines()[-1]) == {"challenge": "challenge", "closed": True}
+    assert query(conn, "dsec", {"input": [1.0, 2.0]})[1]["output"] == 2
+    assert conn.get_num_replicas("dsec") == 1
+
+
 def test_host_network_cluster_and_stop_all_removes_all_of_it_and_nothing_else(conn, docker_client):
     bystander = docker_client.containers.run("local/debian:bookworm", ["sleep", "300"], detach=True,
                                              labels={**TEST_LABEL, lb.CLUSTER: "someone-else"}, network_mode="none")
@@ -252,6 +310,16 @@ def test_host_network_cluster_and_stop_all_removes_all_of_it_and_nothing_else(co
         (replica,) = containers(docker_client, "dhost", "replica")
         assert replica.attrs["HostConfig"]["NetworkMode"] == "host"
         assert cm.get_query_addr().startswith("127.0.0.1:")
+        # On the host's network every port binds loopback, and the RPC port refuses a replica without the secret.
+        listening = dict((port, addr) for addr, port in run_json(replica, LISTENING))
+        assert listening[health_port(replica)] in LOOPBACK
+        (frontend,) = containers(docker_client, "dhost", "frontend")
+        info = next(json.loads(line.split(": ", 1)[1]) for line in frontend.logs().decode().splitlines()
+                    if line.startswith("cluster listening: "))
+        assert all(info[k].startswith("127.0.0.1:") for k in ("query", "admin", "rpc"))
+        forged = run_json(replica, FORGED_HELLO, "127.0.0.1", info["rpc"].rsplit(":", 1)[1], "dh")
+        assert forged == {"challenge": "challenge", "closed": True}
+        assert query(c, "dh", {"input": [1.0]})[1]["output"] == 1
         c.stop_all()
         assert docker_client.containers.list(all=True, filters=lb.cluster_filter("dhost")) == []
         assert docker_client.volumes.list(filters=lb.cluster_filter("dhost")) == []
