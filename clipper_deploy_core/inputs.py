@@ -64,8 +64,9 @@ def validate_input(input_type: str, x: Any, where: str = "input", may_hold_bools
         import numpy as np
 
         if not isinstance(x, list) or not x:
+            got = "an empty array" if isinstance(x, list) else type(x).__name__
             raise InputError(f"{where} must be a non-empty JSON array of numbers for input type {input_type}, "
-                             f"got {type(x).__name__}")
+                             f"got {got}")
         if not may_hold_bools:
             try:
                 arr = np.array(x)

@@ -94,6 +94,7 @@ def test_render_prints_yaml_that_parses_back_into_the_same_manifests():
                           "--replicas", "2", "--cpu", "2", "--memory", "4Gi", "--gpus", "1"],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
+    assert "&id" not in out.stdout and "*id" not in out.stdout  # plain YAML: no anchors or aliases
     docs = [d for d in yaml.safe_load_all(out.stdout) if d]
     assert json.dumps(docs, sort_keys=True) == json.dumps(rendered()[:-1], sort_keys=True)
     for d in docs:

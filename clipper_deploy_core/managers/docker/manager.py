@@ -22,6 +22,7 @@ from typing import Any
 from ...bundle import verify_bundle
 from ...deployers.common import resolve_base_image
 from ...exceptions import ClipperException
+from ...extras import require_extra
 from ...http_client import request
 from ...naming import validate_name
 from ...replica_auth import SECRET_ENV, new_secret
@@ -54,6 +55,8 @@ class DockerContainerManager(RemoteAddresses, AdminBackedManager):
                  frontend_image: str | None = None, admin_token: str | None = None,
                  max_request_bytes: int = 16 * 1024 * 1024, max_batch_rows: int = 10_000,
                  client: Any = None) -> None:
+        if client is None:
+            require_extra("docker", "docker", "DockerContainerManager")
         if redis_ip is not None:
             raise ClipperException("redis_ip: this cluster keeps its state in a volume of its own, without Redis")
         if (redis_port, prometheus_port) != (6379, 9090):

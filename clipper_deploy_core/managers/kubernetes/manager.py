@@ -17,6 +17,7 @@ from typing import Any
 
 from ...deployers.common import resolve_base_image
 from ...exceptions import ClipperException
+from ...extras import require_extra
 from ...naming import validate_name
 from ...replica_auth import new_secret
 from ..base import ContainerManager, RemoteAddresses
@@ -52,6 +53,8 @@ class KubernetesContainerManager(RemoteAddresses, ContainerManager):
                  num_frontend_replicas: int = 1, frontend_image: str | None = None,
                  model_resources: dict[str, dict[str, Any]] | None = None, admin_token: str | None = None,
                  rollout_timeout: float = ROLLOUT_TIMEOUT_S, api_client: Any = None, docker_client: Any = None) -> None:
+        if api_client is None:
+            require_extra("kubernetes", "kubernetes", "KubernetesContainerManager")
         if redis_ip is not None:
             raise ClipperException("redis_ip: the cluster state lives in a ConfigMap of the cluster, without Redis")
         if redis_port != 6379:
