@@ -53,7 +53,7 @@ def core(session: nox.Session) -> None:
 
 @nox.session(tags=["docker", "slow"])
 def docker(session: nox.Session) -> None:
-    """Against a real Docker engine (DOCKER_HOST; .ci/docker-engine.sh starts one): images, the Docker manager, and
+    """Against a real Docker engine (DOCKER_HOST; scripts/docker-engine.sh starts one): images, the Docker manager, and
     the Kubernetes manager's pods run as containers."""
     _install(session, "-e", ".[test,docker,kubernetes]", "-e", "plugins/clipper-deploy-pytorch[framework]", "kmock",
              "pytest-asyncio")

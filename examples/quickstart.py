@@ -38,13 +38,17 @@ def main() -> None:
 
     queries = [[0.9, 0.4], [-0.8, -0.1], [0.1, -0.3], [-0.2, 0.6]]
     result = deploy(conn, None, classify, sample_inputs=queries)
+    # Run again, the quickstart deploys the next version: the earlier ones stop, so nothing is left running twice.
+    conn.stop_inactive_model_versions([result.name])
     print(f"deployed {result.name}:{result.version} on cluster '{CLUSTER}' (query port {conn.get_query_addr()})")
     url = f"http://{conn.get_query_addr()}/{result.name}/predict"
     for q in queries:
-        req = urllib.request.Request(url, data=json.dumps({"input": q}).encode(),
-                                     headers={"Content-Type": "application/json"})
+        body = json.dumps({"input": q})
+        req = urllib.request.Request(url, data=body.encode(), headers={"Content-Type": "application/json"})
         reply = json.loads(urllib.request.urlopen(req, timeout=10).read())
-        print(f"  POST {url} {{\"input\": {q}}} -> {reply}")
+        print(f"  {body} -> {json.dumps(reply)}")
+    print("Try it yourself:")
+    print(f"  curl -s -X POST -H 'Content-Type: application/json' -d '{{\"input\": [0.5, 0.5]}}' {url}")
     print(f"The cluster keeps running. Stop it with: .venv/bin/clipper-deploy stop --cluster {CLUSTER}")
 
 

@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
-# Set up a venv with clipper-deploy-core and run the quickstart. Safe to run again.
+# Set up .venv with clipper-deploy-core and run the quickstart. Needs only python3; safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python3 -m pip install -q uv
-[ -x .venv/bin/python ] || python3 -m uv venv -q .venv
-python3 -m uv pip install -q --python .venv/bin/python -e .
+. scripts/venv.sh
+.venv/bin/python -m uv pip install -q --python .venv/bin/python -e .
 exec .venv/bin/python examples/quickstart.py "$@"

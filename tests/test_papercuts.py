@@ -85,3 +85,26 @@ def test_an_empty_input_is_called_empty(home):
     c.connect()
     status, reply = query(c, "len", {"input": []})
     assert status == 400 and "got an empty array" in reply["cause"]
+
+
+def test_the_quickstart_prints_json_and_a_curl_line_and_a_second_run_leaves_one_version(tmp_path):
+    import json
+
+    def run():
+        out = subprocess.run([sys.executable, "examples/quickstart.py"], capture_output=True, text=True, timeout=300,
+                             env={**os.environ, "CLIPPER_DEPLOY_HOME": str(tmp_path)})
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    try:
+        first, second = run(), run()
+        for line in (ln for ln in first.splitlines() if " -> " in ln):
+            query_, reply = line.strip().split(" -> ")
+            assert "input" in json.loads(query_) and "label" in json.loads(reply)["output"]
+        assert "curl -s -X POST" in first and "classify:2" in second
+        c = ClipperConnection(LocalContainerManager("quickstart", home=tmp_path))
+        c.connect()
+        assert [m["model_version"] for m in c.get_all_models(verbose=True)] == ["2"]
+        assert [r["model_version"] for r in c.get_all_model_replicas(verbose=True)] == ["2"]
+    finally:
+        cli("stop", "--cluster", "quickstart", home=tmp_path)

@@ -30,13 +30,13 @@ def docker_client():
         client.ping()
     except Exception as e:  # noqa: BLE001 - the reason goes into the failure
         pytest.fail(f"No Docker engine answers at DOCKER_HOST={os.environ.get('DOCKER_HOST')!r}: {e}. "
-                    f"Start one with .ci/docker-engine.sh, or set CLIPPER_DEPLOY_NO_DOCKER=<reason>")
+                    f"Start one with scripts/docker-engine.sh, or set CLIPPER_DEPLOY_NO_DOCKER=<reason>")
     return client
 
 
 @pytest.fixture(scope="session")
 def root_image(docker_client):
-    """The local root image .ci/docker-engine.sh makes (no registry is reachable here)."""
+    """The local root image scripts/docker-engine.sh makes (no registry is reachable here)."""
     image = os.environ.get("CLIPPER_DEPLOY_ROOT_IMAGE", "local/debian:bookworm")
     docker_client.images.get(image)
     return image
