@@ -120,3 +120,23 @@ def test_local_cluster_and_query_helpers(tmp_path):
 
     stat = Path(f"/proc/{pid}/stat")
     assert not stat.exists() or stat.read_text().split()[2] == "Z"  # gone, or a zombie awaiting its reaper
+
+
+def test_seed_signatures_are_kept_in_the_repo_and_match_the_document(tmp_path, monkeypatch):
+    import json
+    from pathlib import Path
+
+    import clipper_deploy_core.testing.cluster as kit
+    from clipper_deploy_core.testing import seed_signature
+
+    kept = json.loads((Path(kit.__file__).parent / kit.SEED_SIGNATURES).read_text())
+    assert len(kept) == 10 and all(k.startswith("clipper_admin.deployers.") for k in kept)
+    monkeypatch.delenv(kit.SEED_ENV, raising=False)
+    monkeypatch.chdir(tmp_path)  # no shared/ above: the kept signatures answer
+    assert seed_signature("clipper_admin.deployers.python.create_endpoint") == kept[
+        "clipper_admin.deployers.python.create_endpoint"]
+    assert seed_signature("clipper_admin.deployers.nope.f") is None
+    document = next((p / "shared" / "seed" / "model-deployers.txt" for p in Path(__file__).resolve().parents
+                     if (p / "shared" / "seed" / "model-deployers.txt").is_file()), None)
+    if document is not None:  # where the document is at hand, the kept copy says exactly what it says
+        assert all(seed_signature(k, document) == v for k, v in kept.items())
