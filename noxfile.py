@@ -5,7 +5,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 from pathlib import Path
 
 import nox
@@ -83,6 +85,22 @@ def plugin(session: nox.Session, plugin: str) -> None:
     d = ROOT / "plugins" / f"clipper-deploy-{plugin}"
     _install(session, *CORE, "-e", f"{d}[framework,test]")
     session.run(*PYTEST, str(d / "tests"), *session.posargs, env=_scratch_env(session))
+
+
+@nox.session(tags=["build"])
+def build(session: nox.Session) -> None:
+    """Every package (core and plugins) builds a wheel and an sdist with uv, and the wheels install together into a
+    fresh venv from those files alone (no editable install): each plugin is then listed by `clipper-deploy plugins`."""
+    dist = Path(session.create_tmp()) / "dist"
+    shutil.rmtree(dist, ignore_errors=True)
+    for d in [ROOT, *PLUGIN_DIRS]:
+        session.run("uv", "build", "--quiet", "--out-dir", str(dist), str(d), external=True)
+    wheels = sorted(str(w) for w in dist.glob("*.whl"))
+    assert len(wheels) == 1 + len(PLUGIN_DIRS), wheels
+    session.install(*wheels)
+    out = session.run("clipper-deploy", "plugins", "--json", silent=True)
+    listed = {p["name"] for p in json.loads(str(out))}
+    assert set(PLUGINS) | {"python"} <= listed, listed
 
 
 @nox.session(tags=["plugins"])
