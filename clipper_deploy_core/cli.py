@@ -145,24 +145,36 @@ def _images_build(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     _require("docker", "docker")
+    import tempfile
+
     import docker
 
-    from .managers.docker.images import ImageSpec, build_image, default_root_image, plugin_requirements
+    from .managers.docker.images import plugin_requirements, wheelhouse_for
     from .plugin import get_registry
 
     plugins = [args.framework] if args.framework else [i.name for i in get_registry().infos()]
     client = docker.from_env()
     for plugin in plugins:
         tag, reqs = plugin_requirements(plugin)
-        spec = ImageSpec(tag=tag, requirements=reqs, root_image=args.root or default_root_image(),
-                         wheelhouse=Path(args.wheelhouse) if args.wheelhouse else None,
-                         ca_bundle=Path(args.ca_bundle) if args.ca_bundle else None,
-                         pip_conf=Path(args.pip_conf) if args.pip_conf else None, offline=args.offline,
-                         labels={"ai.clipper-deploy.plugin": plugin})
-        print(f"building {tag} from {spec.root_image}: {' '.join(reqs)}", flush=True)
-        build_image(client, spec, network_mode=args.network)
-        print(f"built {tag}", flush=True)
+        with tempfile.TemporaryDirectory(prefix="clipper-wheels-") as tmp:
+            # From a clone (an editable or local install) the index lacks these versions: build their wheels.
+            wheelhouse = wheelhouse_for(reqs, Path(args.wheelhouse) if args.wheelhouse else None, Path(tmp))
+            _build_one(client, plugin, tag, reqs, wheelhouse, args)
     return 0
+
+
+def _build_one(client: Any, plugin: str, tag: str, reqs: list[str], wheelhouse: Any, args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from .managers.docker.images import ImageSpec, build_image, default_root_image
+
+    spec = ImageSpec(tag=tag, requirements=reqs, root_image=args.root or default_root_image(), wheelhouse=wheelhouse,
+                     ca_bundle=Path(args.ca_bundle) if args.ca_bundle else None,
+                     pip_conf=Path(args.pip_conf) if args.pip_conf else None, offline=args.offline,
+                     labels={"ai.clipper-deploy.plugin": plugin})
+    print(f"building {tag} from {spec.root_image}: {' '.join(reqs)}", flush=True)
+    build_image(client, spec, network_mode=args.network)
+    print(f"built {tag}", flush=True)
 
 
 def _require(module: str, extra: str) -> None:

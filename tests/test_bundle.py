@@ -194,3 +194,20 @@ def test_a_bundle_of_another_model_version_is_refused_before_it_ships(tmp_path):
     with pytest.raises(BundleError, match="bundle is m:2, not other:2"):
         cm.build_model("other", "2", str(bundle), "img")
     assert not (tmp_path / "home" / "clusters" / "mismatch" / "bundles").exists()  # nothing was copied
+
+
+def test_a_distribution_installed_from_this_clone_is_built_into_the_image_wheelhouse(tmp_path):
+    from pathlib import Path
+
+    from clipper_deploy_core.managers.docker.images import local_source, wheelhouse_for
+
+    root = Path(__file__).resolve().parents[1]
+    assert local_source("clipper-deploy-core") == root  # the test venvs install the core editable
+    assert local_source("pluggy") is None  # from the index
+    given = tmp_path / "given"
+    given.mkdir()
+    (given / "extra-1.0-py3-none-any.whl").write_bytes(b"kept")
+    house = wheelhouse_for(["clipper-deploy-core==0.1.0", "pluggy>=1"], given, tmp_path / "house")
+    names = sorted(p.name for p in house.glob("*.whl"))
+    assert names[0].startswith("clipper_deploy_core-0.1.0-") and "extra-1.0-py3-none-any.whl" in names
+    assert wheelhouse_for(["pluggy>=1"], given, tmp_path / "other") == given

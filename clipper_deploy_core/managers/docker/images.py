@@ -180,6 +180,45 @@ def plugin_requirements(plugin: str) -> tuple[str, list[str]]:
     return tag, reqs
 
 
+def local_source(distribution: str) -> Path | None:
+    """The source tree of ``distribution`` when it was installed from one (editable, or ``pip install <dir>``), so the
+    package index may not have it at this version (PEP 610's ``direct_url.json``); else ``None``."""
+    from urllib.parse import unquote, urlsplit
+
+    import importlib_metadata
+
+    try:
+        raw = importlib_metadata.distribution(distribution).read_text("direct_url.json")
+    except importlib_metadata.PackageNotFoundError:
+        return None
+    if not raw:
+        return None
+    info = json.loads(raw)
+    url = urlsplit(info.get("url", ""))
+    if url.scheme != "file" or "dir_info" not in info:
+        return None
+    path = Path(unquote(url.path))
+    return path if (path / "pyproject.toml").is_file() else None
+
+
+def wheelhouse_for(requirements: Sequence[str], given: Path | None, dest: Path) -> Path | None:
+    """The wheelhouse a build uses: ``given`` (air-gapped builds), plus a wheel of every required clipper-deploy
+    distribution that this machine installed from a source tree (a clone), which no index serves at its version."""
+    import shutil
+
+    from packaging.requirements import Requirement
+
+    sources = [src for src in (local_source(Requirement(r).name) for r in requirements) if src is not None]
+    if not sources:
+        return given
+    dest.mkdir(parents=True, exist_ok=True)
+    if given is not None:
+        for wheel in given.iterdir():
+            if wheel.is_file():
+                shutil.copy(wheel, dest)
+    return wheelhouse_from_sources(sources, dest)
+
+
 def wheelhouse_from_sources(sources: Sequence[Path], dest: Path) -> Path:
     """Wheels of local source trees (this repository's core and plugins), built without their dependencies."""
     import shutil
