@@ -5,7 +5,9 @@
   for batch 1 cannot be grown by MXNet's own reshape, so each new batch shape gets its own bound
   module (sharing the parameters), cached, and ``forward``/``predict`` pick the one that fits.
 - A Gluon ``HybridBlock`` is hybridized, run once on zeros of the recorded shape, and exported;
-  the replica loads it with ``SymbolBlock.imports``, which takes any batch size.
+  the replica loads it with ``SymbolBlock.imports``, which takes any batch size. Without
+  ``mxnet_data_shapes``, a block whose input feeds a ``Dense`` layer that has run forward (so its weight has
+  a shape) gets its input shape from that weight.
 """
 
 from __future__ import annotations
@@ -49,7 +51,10 @@ def save_model(model: Any, model_dir: Path, options: Mapping[str, Any]) -> dict[
 
     if set(options) - {"mxnet_data_shapes"}:
         raise ClipperException(f"clipper-deploy-mxnet takes one option, mxnet_data_shapes; got {sorted(options)}")
-    shapes = _shapes(options.get("mxnet_data_shapes"))
+    given = options.get("mxnet_data_shapes")
+    if not given and isinstance(model, mx.gluon.HybridBlock):
+        given = _gluon_input_shapes(model)
+    shapes = _shapes(given)
     prefix = str(model_dir / PREFIX)
     if isinstance(model, mx.module.BaseModule):
         model.save_checkpoint(prefix, 0)
@@ -64,6 +69,32 @@ def save_model(model: Any, model_dir: Path, options: Mapping[str, Any]) -> dict[
                                f"not {type(model).__name__}")
     return {"framework_versions": {"mxnet": importlib_metadata.version("mxnet")},
             "metadata": {"form": form, "data_shapes": shapes}}
+
+
+def _gluon_input_shapes(block: Any) -> list[tuple[str, tuple[int, ...]]]:
+    """``[("data", (1, in_units))]`` for a single-input block whose input goes straight into a ``Dense`` layer with a
+    known weight (it has run forward, or was built with ``in_units``); else a ``ClipperException`` asking for shapes."""
+    import json
+
+    import mxnet as mx
+
+    hint = ("cannot infer this Gluon block's input shape; pass mxnet_data_shapes=[('data', (1, ...))] (the shape of "
+            "one input)")
+    try:
+        out = block(mx.sym.var("data"))
+    except Exception as e:  # any block that cannot be traced on one symbol input
+        raise ClipperException(f"clipper-deploy-mxnet {hint}: tracing it failed ({type(e).__name__}: {e})") from e
+    nodes = json.loads(out.tojson())["nodes"]
+    data = next(i for i, n in enumerate(nodes) if n["op"] == "null" and n["name"] == "data")
+    first = next((n for n in nodes if any(inp[0] == data for inp in n["inputs"])), None)
+    if first is None or first["op"] != "FullyConnected":
+        raise ClipperException(f"clipper-deploy-mxnet {hint}: its input feeds {first and first['op']!r}, not a "
+                               f"Dense layer")
+    weights = {p.name: p.shape for p in block.collect_params().values()}
+    shape = weights.get(nodes[first["inputs"][1][0]]["name"], ())
+    if len(shape) != 2 or not shape[1]:
+        raise ClipperException(f"clipper-deploy-mxnet {hint}: its first Dense layer has not run forward yet")
+    return [("data", (1, int(shape[1])))]
 
 
 class RebindingModule:

@@ -144,6 +144,37 @@ def test_trained_gluon_network_served_equals_in_process(conn):
     assert [p["output"] for p in served(conn, "gluon-net", {"input_batch": queries})["batch_predictions"]] == want
 
 
+def test_a_trained_hybridized_gluon_block_is_deployed_without_data_shapes(conn):
+    mx.random.seed(2)
+    rng = np.random.default_rng(2)
+    xs = rng.normal(size=(100, 6)).astype(np.float32)
+    ys = (xs[:, 0] > 0).astype(np.float32)
+    net = GluonNet()
+    net.initialize(mx.init.Xavier())
+    net.hybridize()
+    trainer = mx.gluon.Trainer(net.collect_params(), "adam", {"learning_rate": 0.05})
+    loss_fn = mx.gluon.loss.SoftmaxCrossEntropyLoss()
+    for _ in range(10):
+        with mx.autograd.record():
+            loss = loss_fn(net(mx.nd.array(xs)), mx.nd.array(ys))
+        loss.backward()
+        trainer.step(len(xs))
+    queries = rng.normal(size=(4, 6)).round(3).tolist()
+    want = [json.loads(s) for s in gluon_predict(net, queries)]
+    deploy(conn, net, gluon_predict, name="gluon-noshapes")  # no mxnet_data_shapes: (1, 6) from the first Dense
+    got = served(conn, "gluon-noshapes", {"input_batch": queries})["batch_predictions"]
+    assert [p["output"] for p in got] == want
+
+
+def test_a_gluon_block_whose_shape_cannot_be_inferred_asks_for_it(tmp_path):
+    conv = mx.gluon.nn.HybridSequential()
+    conv.add(mx.gluon.nn.Conv2D(2, kernel_size=3))
+    conv.initialize()
+    with pytest.raises(ClipperException, match="pass mxnet_data_shapes"):
+        save_bundle(tmp_path / "b", name="c", version=1, input_type="floats", func=gluon_predict, model=conv,
+                    plugin="mxnet")
+
+
 @pytest.mark.parametrize("shapes,msg", [(None, "need mxnet_data_shapes"), ([("data", (0, 3))], "Invalid MXNet")])
 def test_bad_data_shapes(tmp_path, module_and_shapes, shapes, msg):
     with pytest.raises(ClipperException, match=msg):
