@@ -38,6 +38,29 @@ def _site_dirs() -> list[str]:
     return [d for d in dirs if Path(d).is_dir()]
 
 
+def install_command(python: str) -> list[str] | None:
+    """How to install into the environment of ``python`` from outside it: this interpreter's pip (which runs inside
+    the target, so the parent's packages seen through the ``.pth`` count as installed), else uv; ``None`` if neither."""
+    import importlib.util
+
+    if importlib.util.find_spec("pip") is not None:
+        return [sys.executable, "-m", "pip", "--python", python, "install", "--disable-pip-version-check"]
+    uv = find_uv()
+    return [uv, "pip", "install", "--python", python] if uv else None
+
+
+def find_uv() -> str | None:
+    """uv on PATH, or the binary of the ``uv`` Python package in this environment."""
+    uv = shutil.which("uv")
+    if uv is None:
+        try:
+            from uv import find_uv_bin  # type: ignore[import-not-found]
+        except ImportError:
+            return None
+        uv = str(find_uv_bin())
+    return uv
+
+
 def ensure_env(pkgs: Sequence[str], root: Path | None = None) -> str:
     """Return the python of an environment that has ``pkgs`` installed, creating it if needed."""
     root = (root or default_home()) / "envs"
@@ -51,7 +74,9 @@ def ensure_env(pkgs: Sequence[str], root: Path | None = None) -> str:
         shutil.rmtree(env, ignore_errors=True)
         log = root / f"{env.name}.log"
         with open(log, "w") as out:
-            venv = [sys.executable, "-m", "venv", str(env)]
+            installer = install_command(str(python))
+            # Without pip in it when another pip or uv installs into it: Debian's python3 has no ensurepip.
+            venv = [sys.executable, "-m", "venv", *(["--without-pip"] if installer else []), str(env)]
             if subprocess.run(venv, stdout=out, stderr=subprocess.STDOUT, timeout=INSTALL_TIMEOUT_S).returncode:
                 raise ClipperException(f"Creating the environment for pkgs_to_install failed:\n"
                                        f"{log.read_text()[-4000:]}")
@@ -59,7 +84,7 @@ def ensure_env(pkgs: Sequence[str], root: Path | None = None) -> str:
                                      capture_output=True, text=True, check=True).stdout.strip()
             lines = "".join(f"import site; site.addsitedir({d!r})\n" for d in _site_dirs())
             Path(purelib, "_clipper_deploy_parent.pth").write_text(lines)
-            cmd = [str(python), "-m", "pip", "install", "--disable-pip-version-check", "--", *pkgs]
+            cmd = [*(installer or [str(python), "-m", "pip", "install", "--disable-pip-version-check"]), "--", *pkgs]
             try:
                 proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, timeout=INSTALL_TIMEOUT_S)
             except subprocess.TimeoutExpired:

@@ -40,4 +40,5 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "  'plugin(keras)' 'plugin(mxnet)' 'plugin(onnx)' 'plugin(pytorch)' 'plugin(tensorflow)'" >&2
   exit 2
 fi
+export PATH="$PWD/.venv/bin:$PATH"  # uv for the sessions that build wheels or environments
 .venv/bin/python -m nox "$@"

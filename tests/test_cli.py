@@ -56,6 +56,7 @@ def test_a_command_that_needs_an_extra_names_it():
     from clipper_deploy_core import ClipperException
     from clipper_deploy_core.cli import _require
 
-    with pytest.raises(ClipperException, match=r"needs no_such_module_xyz: pip install 'clipper-deploy-core\[kube\]'"):
+    with pytest.raises(ClipperException,
+                       match=r"needs the 'no_such_module_xyz' package: pip install 'clipper-deploy-core\[kube\]'"):
         _require("no_such_module_xyz", "kube")
     _require("json", "none")  # present: no error

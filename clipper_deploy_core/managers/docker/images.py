@@ -221,11 +221,12 @@ def wheelhouse_for(requirements: Sequence[str], given: Path | None, dest: Path) 
 
 def wheelhouse_from_sources(sources: Sequence[Path], dest: Path) -> Path:
     """Wheels of local source trees (this repository's core and plugins), built without their dependencies."""
-    import shutil
     import subprocess
 
+    from ...envs import find_uv
+
     dest.mkdir(parents=True, exist_ok=True)
-    uv = shutil.which("uv")
+    uv = find_uv()
     for src in sources:
         cmd = ([uv, "build", "--wheel", "--quiet", "--out-dir", str(dest), str(src)] if uv else
                [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", str(dest), str(src)])
