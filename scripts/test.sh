@@ -36,7 +36,7 @@ fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "The test matrix needs:" >&2
   printf '  - %s\n' "${missing[@]}" >&2
-  echo "Sessions that run without them: .venv/bin/python -m nox -s core lint kubernetes all_plugins \\" >&2
+  echo "Sessions that run without them: .venv/bin/python -m nox -s core lint kubernetes build \\" >&2
   echo "  'plugin(keras)' 'plugin(mxnet)' 'plugin(onnx)' 'plugin(pytorch)' 'plugin(tensorflow)'" >&2
   exit 2
 fi
