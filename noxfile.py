@@ -26,6 +26,10 @@ SLOW = {"pyspark"}
 # Frameworks that ship CPU wheels on a local find-links folder on our machines (torch: see the README).
 _LINKS = os.environ.get("CLIPPER_DEPLOY_FIND_LINKS", "/opt/wheels")
 FIND_LINKS = [d for d in _LINKS.split(os.pathsep) if Path(d).is_dir()]
+# Without a local torch wheel, torch's CPU build comes from PyTorch's own index (the package index's default build
+# pulls in CUDA, gigabytes of it); uv then takes the best match across both indexes, which is torch's +cpu build.
+TORCH_CPU_INDEX = os.environ.get("CLIPPER_DEPLOY_TORCH_INDEX", "https://download.pytorch.org/whl/cpu")
+HAS_LOCAL_TORCH = any(next(Path(d).glob("torch-*.whl"), None) for d in FIND_LINKS)
 CORE = ["-e", ".[test]"]
 PYTEST = ["pytest", "-p", "no:cacheprovider"]
 
@@ -34,6 +38,8 @@ def _install(session: nox.Session, *args: str) -> None:
     extra: list[str] = []
     for d in FIND_LINKS:
         extra += ["--find-links", d]
+    if not HAS_LOCAL_TORCH:
+        extra += ["--extra-index-url", TORCH_CPU_INDEX, "--index-strategy", "unsafe-best-match"]
     session.install(*extra, *args)
 
 
