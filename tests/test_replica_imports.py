@@ -1,0 +1,23 @@
+"""A replica imports only what serving a model needs: never a manager, the frontend, docker, kubernetes,
+prometheus_client or uvicorn. Checked on a real replica process, from Python's own import log."""
+
+import re
+
+from clipper_deploy_core.deployers.python import create_endpoint
+from clipper_deploy_core.testing import local_cluster, predict
+
+FORBIDDEN = ("clipper_deploy_core.managers", "clipper_deploy_core.frontend", "clipper_deploy_core.cluster",
+             "docker", "kubernetes", "prometheus_client", "uvicorn")
+
+
+def test_a_replica_never_imports_the_serving_side(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPROFILEIMPORTTIME", "1")  # every process of the cluster logs each import to stderr
+    with local_cluster("imports", tmp_path) as conn:
+        create_endpoint(conn, "imp", "doubles", lambda xs: [str(len(x)) for x in xs])
+        assert predict(conn, "imp", {"input": [1.0]})["output"] == 1
+        (rep,) = conn.get_all_model_replicas(verbose=True)
+        log = open(rep["log"]).read()
+    modules = set(re.findall(r"^import time:\s+\d+ \|\s+\d+ \|\s*(\S+)$", log, re.M))
+    assert "clipper_deploy_core.replica" in modules and "clipper_deploy_core.bundle.reader" in modules
+    loaded = sorted(m for m in modules if any(m == f or m.startswith(f + ".") for f in FORBIDDEN))
+    assert not loaded, f"the replica imported {loaded}"
