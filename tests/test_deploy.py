@@ -1,10 +1,8 @@
 """deploy() and the seed's Python-closure deployer, against the connection interface."""
 
 import inspect
-import re
 import sys
 import threading
-from pathlib import Path
 
 import pytest
 import toy_models
@@ -13,18 +11,9 @@ from clipper_deploy_core import ClipperException, deploy
 from clipper_deploy_core.bundle.check import run_check
 from clipper_deploy_core.connection import ConnectionInterface
 from clipper_deploy_core.deployers import python as python_deployer
+from clipper_deploy_core.testing import seed_signature
 
 from .conftest import read_manifest
-
-SEED = Path(__file__).resolve().parents[2] / "shared" / "seed" / "model-deployers.txt"
-
-
-def seed_signature(qualified: str) -> str:
-    if not SEED.exists():
-        pytest.skip("the seed document is not beside this checkout")
-    m = re.search(re.escape(qualified) + r"\((.*?)\)\[source\]", SEED.read_text())
-    assert m, qualified
-    return m.group(1)
 
 
 def our_signature(func) -> str:
