@@ -11,10 +11,10 @@ import cloudpickle
 
 from .deployers.common import validate_deploy_args, validate_labels
 from .exceptions import ClipperException, UnconnectedException
-from .frontend.metrics import parse_metrics
 from .http_client import admin_post, request
 from .inputs import canonical_input_type, to_batch, validate_input
 from .managers.base import ContainerManager
+from .metrics_text import parse_metrics
 from .naming import validate_name, validate_version
 
 CONTAINERLESS_MODEL_IMAGE = "NO_CONTAINER"

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.parser import text_string_to_metric_families
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
@@ -93,12 +92,3 @@ class _ReplicaStates:
             family.add_metric([r["model_name"], r["model_version"], str(r["model_replica_id"]), r["status"],
                                (r.get("last_error") or "")[:200]], 1.0)
         yield family
-
-
-def parse_metrics(text: str) -> dict[str, Any]:
-    """Prometheus text -> ``{metric_name: [{"labels": {...}, "value": v}, ...]}`` (for inspect_instance)."""
-    out: dict[str, Any] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            out.setdefault(sample.name, []).append({"labels": dict(sample.labels), "value": sample.value})
-    return out

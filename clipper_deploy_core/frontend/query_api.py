@@ -49,6 +49,13 @@ def json_error(status: int, error: str, cause: str) -> Response:
     return json_response({"error": error, "cause": cause}, status=status)
 
 
+def query_error(status: int, message: str) -> Response:
+    """Every HTTP error on the query port is JSON with ``error`` and ``cause``."""
+    title = {404: "Not found", 405: "Method not allowed", 413: "Request too large"}.get(status, "Error")
+    hint = "" if status == 413 else ". Queries go to POST /<app>/predict or /v2/models/<app>/infer"
+    return json_response({"error": title, "cause": message + hint}, status)
+
+
 def parse_output(text: str) -> Any:
     """Clipper returns the model's string parsed as JSON when it is valid JSON."""
     try:

@@ -18,10 +18,10 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from clipper_deploy_core.bundle import save_bundle
+from clipper_deploy_core.cluster.kubernetes_state import ConfigMapStateStore
 from clipper_deploy_core.frontend.state import ClusterState
 from clipper_deploy_core.http_client import admin_post, request
 from clipper_deploy_core.managers.kubernetes import KubernetesContainerManager
-from clipper_deploy_core.managers.kubernetes.state_store import ConfigMapStateStore
 from clipper_deploy_core.testing import wait_until
 
 
@@ -39,7 +39,7 @@ class Frontend:
         self.home = home
         self.log = open(home / "out.log", "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "clipper_deploy_core.managers.cluster", "--name", "prod", "--home", str(home),
+            [sys.executable, "-m", "clipper_deploy_core.cluster", "--name", "prod", "--home", str(home),
              "--replicas", "kubernetes", "--query-port", "0", "--admin-port", "0", "--rpc-port", "0"],
             env=env, stdout=self.log, stderr=self.log)
         wait_until(lambda: (home / "cluster.json").exists() or self.proc.poll() is not None, "the frontend")

@@ -168,7 +168,7 @@ class DockerContainerManager(RemoteAddresses, AdminBackedManager):
             ports = {f"{QUERY_PORT}/tcp": ("127.0.0.1", q or None), f"{ADMIN_PORT}/tcp": ("127.0.0.1", a or None)}
             net = {"network": self.network, "ports": ports}
             hosts = ("0.0.0.0", QUERY_PORT, "0.0.0.0", ADMIN_PORT, "0.0.0.0", RPC_PORT)
-        command = ["python", "-m", "clipper_deploy_core.managers.cluster", "--name", self.cluster_name,
+        command = ["python", "-m", "clipper_deploy_core.cluster", "--name", self.cluster_name,
                    "--home", "/state", "--replicas", "docker", "--query-host", hosts[0], "--query-port", str(hosts[1]),
                    "--admin-host", hosts[2], "--admin-port", str(hosts[3]), "--rpc-host", hosts[4],
                    "--rpc-port", str(hosts[5]), "--max-body", str(self.max_request_bytes),

@@ -136,7 +136,7 @@ def rbac(spec: ClusterSpec) -> list[Manifest]:
 def frontend_deployment(spec: ClusterSpec) -> Manifest:
     name = spec.obj("frontend")
     labels = spec.labels("frontend")
-    command = ["python", "-m", "clipper_deploy_core.managers.cluster", "--name", spec.name, "--home", "/state",
+    command = ["python", "-m", "clipper_deploy_core.cluster", "--name", spec.name, "--home", "/state",
                "--replicas", "kubernetes", "--query-host", "0.0.0.0", "--query-port", str(QUERY_PORT),
                "--admin-host", "0.0.0.0", "--admin-port", str(ADMIN_PORT), "--rpc-host", "0.0.0.0",
                "--rpc-port", str(RPC_PORT), "--max-body", str(spec.max_request_bytes),

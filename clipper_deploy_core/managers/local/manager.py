@@ -100,7 +100,7 @@ class LocalContainerManager(AdminBackedManager):
         env = {**os.environ, "CLIPPER_ADMIN_TOKEN": self.admin_token}
         q, a, r = self.ports
         proc = subprocess.Popen(
-            [sys.executable, "-m", "clipper_deploy_core.managers.cluster", "--name", self.cluster_name,
+            [sys.executable, "-m", "clipper_deploy_core.cluster", "--name", self.cluster_name,
              "--home", str(self.dir), "--query-host", self.query_host, "--query-port", str(q), "--admin-host",
              self.admin_host, "--admin-port", str(a), "--rpc-port", str(r), "--max-body", str(self.max_request_bytes),
              "--max-batch-rows", str(self.max_batch_rows),

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...exceptions import ClipperException
-from ...frontend.state import ClusterState, Deployment
+from ..exceptions import ClipperException
+from ..frontend.state import ClusterState, Deployment
 
 
 class KubernetesReplicas:

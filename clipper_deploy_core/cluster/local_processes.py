@@ -7,11 +7,11 @@ import os
 import sys
 from pathlib import Path
 
-from ...bundle import verify_bundle
-from ...envs import ensure_env
-from ...exceptions import ClipperException
-from ...frontend.state import Deployment
-from ..supervisor import Replica
+from ..bundle import verify_bundle
+from ..envs import ensure_env
+from ..exceptions import ClipperException
+from ..frontend.state import Deployment
+from .supervisor import Replica
 
 
 class ProcessRunner:

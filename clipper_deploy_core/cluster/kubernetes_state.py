@@ -20,8 +20,8 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ...exceptions import ClipperException
-from ...frontend.state import ClusterState
+from ..exceptions import ClipperException
+from ..frontend.state import ClusterState
 
 KEY = "state.json"
 MAX_ATTEMPTS = 20

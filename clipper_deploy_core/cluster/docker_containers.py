@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ...exceptions import ClipperException
-from ...frontend.state import Deployment
-from ..supervisor import READY_TIMEOUT_S, Replica
-from . import labels as lb
-from .images import ensure_image
+from ..exceptions import ClipperException
+from ..frontend.state import Deployment
+from ..managers.docker import labels as lb
+from ..managers.docker.images import ensure_image
+from .supervisor import READY_TIMEOUT_S, Replica
 
 HEALTH_INTERVAL_S = 1.0
 

@@ -1,4 +1,5 @@
-"""The cluster process: query frontend, admin API, RPC port, state and replica supervisor.
+"""The cluster process: it assembles the frontend library (query API, admin API, RPC port, state) with a replica
+supervisor and a runner.
 
 ``LocalContainerManager.start_clipper()`` starts it in the background (replicas as processes);
 ``DockerContainerManager`` runs it in the frontend container (replicas as containers). It outlives
@@ -20,10 +21,10 @@ from pathlib import Path
 from ..frontend.admin_api import AdminAPI, ReplicaController
 from ..frontend.admin_guard import AdminGuard, admin_error
 from ..frontend.dispatch import Dispatcher
-from ..frontend.http import App, Limits, Response, bind, json_response, make_server, raise_file_limit
+from ..frontend.http import App, Limits, bind, make_server, raise_file_limit
 from ..frontend.metrics import Metrics
 from ..frontend.offload import Offload
-from ..frontend.query_api import DEFAULT_MAX_BATCH_ROWS, QueryAPI
+from ..frontend.query_api import DEFAULT_MAX_BATCH_ROWS, QueryAPI, query_error
 from ..frontend.state import ClusterState
 from ..frontend.v2_api import V2API
 from ..replica_auth import SECRET_ENV, load_or_create_secret
@@ -31,13 +32,6 @@ from ..wire import MAX_FRAME_ENV, frame_cap_for
 from .supervisor import ReplicaRunner, ReplicaSupervisor
 
 DEFAULT_MAX_BODY = 16 * 1024 * 1024
-
-
-def query_error(status: int, message: str) -> Response:
-    """Every HTTP error on the query port is JSON with ``error`` and ``cause``."""
-    title = {404: "Not found", 405: "Method not allowed", 413: "Request too large"}.get(status, "Error")
-    hint = "" if status == 413 else ". Queries go to POST /<app>/predict or /v2/models/<app>/infer"
-    return json_response({"error": title, "cause": message + hint}, status)
 
 
 async def serve(args: argparse.Namespace) -> None:
@@ -64,8 +58,8 @@ async def serve(args: argparse.Namespace) -> None:
     supervisor: ReplicaSupervisor | None = None
     if args.replicas == "kubernetes":
         # Kubernetes runs the replicas; the state is shared with the other frontend pods through a ConfigMap.
-        from .kubernetes.replicas import KubernetesReplicas
-        from .kubernetes.state_store import ConfigMapStateStore
+        from .kubernetes_replicas import KubernetesReplicas
+        from .kubernetes_state import ConfigMapStateStore
 
         controller = KubernetesReplicas(state)
         store = ConfigMapStateStore(state, os.environ["CLIPPER_K8S_NAMESPACE"],
@@ -77,12 +71,12 @@ async def serve(args: argparse.Namespace) -> None:
     else:
         runner: ReplicaRunner
         if args.replicas == "docker":
-            from .docker.containers import ContainerRunner
+            from .docker_containers import ContainerRunner
 
             containers = ContainerRunner.from_env(home)
             runner, rpc_host = containers, containers.rpc_host
         else:
-            from .local.processes import ProcessRunner
+            from .local_processes import ProcessRunner
 
             runner, rpc_host = ProcessRunner(home, Path(args.env_root) if args.env_root else None), "127.0.0.1"
         replica_env = {SECRET_ENV: secret, MAX_FRAME_ENV: str(max_frame)}
@@ -147,7 +141,7 @@ async def serve(args: argparse.Namespace) -> None:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(prog="python -m clipper_deploy_core.managers.cluster")
+    p = argparse.ArgumentParser(prog="python -m clipper_deploy_core.cluster")
     p.add_argument("--name", required=True)
     p.add_argument("--home", required=True)
     p.add_argument("--query-host", default="127.0.0.1")
