@@ -25,21 +25,38 @@ def _plugins(args: argparse.Namespace) -> int:
 
 
 def _conn(args: argparse.Namespace) -> Any:
+    """A ``ClipperConnection`` on the manager named by ``--manager`` (``--docker`` is ``--manager docker``), found
+    through its entry point; each option is passed where the manager's constructor takes it."""
+    import inspect
+
     from .clipper_connection import ClipperConnection
+    from .managers.registry import load_manager
 
+    name = "docker" if args.docker else args.manager
+    if name in ("docker", "kubernetes"):
+        _require(name, name)
+    cls = load_manager(name)
     q, a, r = (int(getattr(args, k, d)) for k, d in (("query_port", 1337), ("admin_port", 1338), ("rpc_port", 7000)))
-    if args.docker:
-        _require("docker", "docker")
-        from .managers.docker import DockerContainerManager
+    offered = {"clipper_query_port": q, "clipper_management_port": a, "clipper_rpc_port": r,
+               "insecure_loopback_admin": getattr(args, "insecure_loopback_admin", False)}
+    if name == "docker":
+        offered.update(network_mode=args.network_mode, docker_network=args.docker_network)
+    params = inspect.signature(cls).parameters
+    if getattr(args, "insecure_loopback_admin", False) and "insecure_loopback_admin" not in params:
+        raise SystemExit(f"error: the {name} manager has no --insecure-loopback-admin")
+    return ClipperConnection(cls(args.cluster, **{k: v for k, v in offered.items() if k in params}))
 
-        return ClipperConnection(DockerContainerManager(
-            args.cluster, clipper_query_port=q, clipper_management_port=a, clipper_rpc_port=r,
-            network_mode=args.network_mode, docker_network=args.docker_network))
-    from .managers.local import LocalContainerManager
 
-    return ClipperConnection(LocalContainerManager(args.cluster, clipper_query_port=q, clipper_management_port=a,
-                                                   clipper_rpc_port=r, insecure_loopback_admin=getattr(
-                                                       args, "insecure_loopback_admin", False)))
+def _managers(args: argparse.Namespace) -> int:
+    from .managers.registry import managers
+
+    found = managers()
+    if args.json:
+        print(json.dumps([m.as_dict() for m in found], indent=2))
+        return 0
+    _table([("NAME", "CLASS", "DISTRIBUTION", "VERSION")] + [(m.name, m.target, m.distribution, m.version)
+                                                             for m in found])
+    return 0
 
 
 def _start(args: argparse.Namespace) -> int:
@@ -228,6 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plugins", help="list installed framework plugins")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_plugins)
+    p = sub.add_parser("managers", help="list installed container managers")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_managers)
     images = sub.add_parser("images", help="container images").add_subparsers(dest="images_command", required=True)
     p = images.add_parser("build", help="build the base image of core and of each installed plugin")
     p.add_argument("--framework", help="only this plugin (e.g. pytorch; 'python' for core)")
@@ -266,7 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
                                   ("predict", _predict, "send one query to an app")):
         p = sub.add_parser(name, help=help_text)
         p.add_argument("--cluster", default="default-cluster")
-        p.add_argument("--docker", action="store_true", help="a cluster of Docker containers (DOCKER_HOST)")
+        p.add_argument("--manager", default="local",
+                       help="the container manager, by name (clipper-deploy managers lists them; default: local)")
+        p.add_argument("--docker", action="store_true", help="same as --manager docker (DOCKER_HOST)")
         p.add_argument("--network-mode", choices=("bridge", "host"), default="bridge", help="with --docker")
         p.add_argument("--docker-network", default="clipper_network", help="with --docker, the bridge network")
         if name == "start":

@@ -1,0 +1,64 @@
+"""Container managers found by entry points, like framework plugins: the group ``clipper_deploy.container_managers``
+maps a name to a ``ContainerManager`` subclass. The built-ins (local, docker, kubernetes) are registered through
+the same group, in this package's own metadata, so a third-party manager is installed exactly like them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import importlib_metadata
+
+from ..exceptions import ClipperException
+
+GROUP = "clipper_deploy.container_managers"
+
+
+@dataclass(frozen=True)
+class ManagerInfo:
+    """One installed container manager."""
+
+    name: str
+    target: str  # module:Class
+    distribution: str
+    version: str
+
+    @property
+    def builtin(self) -> bool:
+        return self.distribution == "clipper-deploy-core"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "class": self.target, "distribution": self.distribution, "version": self.version,
+                "builtin": self.builtin}
+
+
+def _entry_points() -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for ep in importlib_metadata.entry_points(group=GROUP):
+        found.setdefault(ep.name, ep)  # the first distribution that claims a name keeps it
+    return found
+
+
+def managers() -> list[ManagerInfo]:
+    """Every installed manager, built-ins first, then by name."""
+    out = []
+    for name, ep in _entry_points().items():
+        dist = ep.dist.name if ep.dist is not None else "?"
+        out.append(ManagerInfo(name, ep.value, dist, ep.dist.version if ep.dist is not None else "?"))
+    return sorted(out, key=lambda m: (not m.builtin, m.name))
+
+
+def load_manager(name: str) -> type[Any]:
+    """The manager class registered as ``name``; ``ClipperException`` naming the installed ones otherwise."""
+    eps = _entry_points()
+    if name not in eps:
+        raise ClipperException(f"No container manager named {name!r} is installed (installed: "
+                               f"{', '.join(sorted(eps)) or 'none'}); a manager registers itself under the "
+                               f"'{GROUP}' entry-point group")
+    cls = eps[name].load()
+    from .base import ContainerManager
+
+    if not (isinstance(cls, type) and issubclass(cls, ContainerManager)):
+        raise ClipperException(f"Container manager {name!r} ({eps[name].value}) is not a ContainerManager subclass")
+    return cls

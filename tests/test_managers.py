@@ -1,0 +1,55 @@
+"""Container managers are found by entry points, like framework plugins: the built-ins and a third-party one
+(tests/toy_manager, installed by the core session) are listed, selected by name on the command line, and pass
+the conformance kit."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from clipper_deploy_core import ClipperException, LocalContainerManager
+from clipper_deploy_core.managers.registry import load_manager, managers
+from clipper_deploy_core.testing.managers import check_manager
+
+
+def cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "clipper_deploy_core.cli", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=120)
+
+
+def test_built_ins_and_a_third_party_manager_are_listed():
+    listed = {m["name"]: m for m in json.loads(cli("managers", "--json").stdout)}
+    assert {n: listed[n]["builtin"] for n in ("local", "docker", "kubernetes", "toy")} == {
+        "local": True, "docker": True, "kubernetes": True, "toy": False}
+    assert listed["toy"]["distribution"] == "clipper-deploy-toy-manager"
+    assert [m.name for m in managers()][:3] == ["docker", "kubernetes", "local"]  # built-ins first
+    assert "toy" in cli("managers").stdout
+
+
+def test_an_unknown_manager_is_named_with_the_installed_ones():
+    with pytest.raises(ClipperException, match=r"No container manager named 'nope' is installed \(installed: .*local"):
+        load_manager("nope")
+
+
+def test_the_command_line_selects_a_manager_by_name(tmp_path):
+    env = {"TOY_MANAGER_HOME": str(tmp_path)}
+    started = cli("start", "--manager", "toy", "--cluster", "toyc", env=env)
+    assert started.returncode == 0, started.stderr
+    try:
+        assert (tmp_path / "clusters" / "toyc" / "cluster.json").is_file()  # the toy manager's own home
+        status = cli("status", "--manager", "toy", "--cluster", "toyc", env=env)
+        assert status.returncode == 0 and "cluster toyc" in status.stdout, status.stderr
+    finally:
+        assert cli("stop", "--manager", "toy", "--cluster", "toyc", env=env).returncode == 0
+
+
+def test_the_local_manager_passes_the_conformance_kit(tmp_path):
+    check_manager(lambda name: LocalContainerManager(name, 0, 0, 0, home=tmp_path))
+
+
+def test_the_third_party_manager_passes_the_conformance_kit(tmp_path, monkeypatch):
+    monkeypatch.setenv("TOY_MANAGER_HOME", str(tmp_path))
+    toy = load_manager("toy")
+    check_manager(lambda name: toy(name))
