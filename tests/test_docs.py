@@ -51,3 +51,29 @@ def test_readme_test_command_is_what_ci_runs():
     assert len(blocks) >= 2, "the README opens with two commands"
     test_cmd = blocks[1].strip().splitlines()[-1]
     assert test_cmd in ci
+
+
+def test_every_module_the_architecture_names_exists():
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    named = set(re.findall(r"(clipper_deploy_core/[\w/]+(?:\.py)?)", text))
+    assert len(named) > 25
+    missing = [n for n in sorted(named) if not (ROOT / n).exists()]
+    assert not missing, f"docs/architecture.md names modules that do not exist: {missing}"
+    assert "```mermaid" in text
+
+
+def test_managers_never_import_the_server_side():
+    import ast
+
+    offenders = []
+    for path in (ROOT / "clipper_deploy_core" / "managers").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level:
+                target = node.module.split(".")[0]
+                if target in ("frontend", "cluster"):
+                    offenders.append(f"{path.relative_to(ROOT)}: from {'.' * node.level}{node.module}")
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                mods = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+                offenders += [f"{path.relative_to(ROOT)}: {m}" for m in mods
+                              if m.startswith(("clipper_deploy_core.frontend", "clipper_deploy_core.cluster"))]
+    assert not offenders, offenders

@@ -214,7 +214,7 @@ def test_the_frontend_comes_back_after_a_crash_with_its_apps_and_replicas(conn, 
     # Kill the cluster process inside the container (not `docker kill`, which Docker treats as a wanted stop).
     code, out = frontend.exec_run(["python", "-c", "import os, signal\n"
                                    "for p in filter(str.isdigit, os.listdir('/proc')):\n"
-                                   "    if b'clipper_deploy_core.' + b'cluster' in open(f'/proc/{p}/cmdline', 'rb').read():\n"
+                                   "    if b'_core.' + b'cluster' in open(f'/proc/{p}/cmdline', 'rb').read():\n"
                                    "        os.kill(int(p), signal.SIGKILL)"])
     assert code in (0, None, 137, -9), out
 
