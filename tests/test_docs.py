@@ -77,3 +77,25 @@ def test_managers_never_import_the_server_side():
                 offenders += [f"{path.relative_to(ROOT)}: {m}" for m in mods
                               if m.startswith(("clipper_deploy_core.frontend", "clipper_deploy_core.cluster"))]
     assert not offenders, offenders
+
+
+def test_the_container_manager_contract_is_documented_method_by_method():
+    import ast
+    import inspect
+
+    from clipper_deploy_core.managers.base import ContainerManager
+
+    doc = (ROOT / "docs" / "container-managers.md").read_text()
+    abstract = sorted(ContainerManager.__abstractmethods__)
+    headed = sorted(re.findall(r"^### `(\w+)\(", doc, re.M))
+    assert headed == abstract
+    for name in abstract:
+        method = getattr(ContainerManager, name)
+        text = " ".join(inspect.getdoc(method).split())
+        assert "Called:" in text, f"{name} does not say who calls it"
+        section = doc.split(f"### `{name}(", 1)[1].split("\n### ", 1)[0]
+        assert text in " ".join(section.split()), f"docs/container-managers.md is out of date for {name}"
+    # The example on the page is the toy manager the core's tests install, verbatim.
+    toy = (ROOT / "tests" / "toy_manager" / "clipper_deploy_toy_manager" / "__init__.py").read_text()
+    assert toy.strip() in doc and (ROOT / "tests" / "toy_manager" / "pyproject.toml").read_text().strip() in doc
+    ast.parse(toy)

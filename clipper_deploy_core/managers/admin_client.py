@@ -31,15 +31,19 @@ class AdminBackedManager(ContainerManager):
         return sum(1 for c in self._containers() if (c["model_name"], c["model_version"]) == (name, str(version)))
 
     def set_num_replicas(self, name: str, version: str, input_type: str, image: str, num_replicas: int) -> None:
-        self._admin("set_num_replicas", {"model_name": name, "model_version": str(version),
-                                         "num_replicas": num_replicas}, timeout=3600)
+        self._scale(name, version, num_replicas)
+
+    def _scale(self, name: str, version: str, n: int) -> None:
+        """The cluster's supervisor scales; Clipper's ``input_type`` and ``image`` are not needed for it."""
+        self._admin("set_num_replicas", {"model_name": name, "model_version": str(version), "num_replicas": n},
+                    timeout=3600)
 
     def stop_models(self, models: dict[str, list[str]]) -> None:
         for name, versions in models.items():
             for v in versions:
                 if self._admin("get_deployment", {"model_name": name, "model_version": str(v)}):
-                    self.set_num_replicas(name, v, "", "", 0)
+                    self._scale(name, v, 0)
 
     def stop_all_model_containers(self) -> None:
         for c in self._containers():
-            self.set_num_replicas(c["model_name"], c["model_version"], "", "", 0)
+            self._scale(c["model_name"], c["model_version"], 0)
