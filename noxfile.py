@@ -109,6 +109,21 @@ def build(session: nox.Session) -> None:
     assert set(PLUGINS) | {"python"} <= listed, listed
 
 
+@nox.session(tags=["build"])
+def templates(session: nox.Session) -> None:
+    """`clipper-deploy new plugin` and `new manager` write packages that install and pass their own tests."""
+    out = Path(session.create_tmp()) / "generated"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir()
+    _install(session, *CORE)
+    session.run("clipper-deploy", "new", "plugin", "widget", "--dir", str(out))
+    session.run("clipper-deploy", "new", "manager", "remote_box", "--dir", str(out))
+    packages = sorted(str(p) for p in out.iterdir())
+    _install(session, *(a for p in packages for a in ("-e", f"{p}[test]")))
+    session.run("clipper-deploy", "managers")
+    session.run(*PYTEST, *packages, env=_scratch_env(session))
+
+
 @nox.session(tags=["plugins"])
 def all_plugins(session: nox.Session) -> None:
     """Every co-installable plugin in one venv: pip check, then dispatch with everything present."""

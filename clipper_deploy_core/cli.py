@@ -47,6 +47,16 @@ def _conn(args: argparse.Namespace) -> Any:
     return ClipperConnection(cls(args.cluster, **{k: v for k, v in offered.items() if k in params}))
 
 
+def _new(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .templates import write_package
+
+    root = write_package(args.kind, args.name, Path(args.dir))
+    print(f"wrote {root}: pip install -e '{root}[test]' && pytest {root}")
+    return 0
+
+
 def _managers(args: argparse.Namespace) -> int:
     from .managers.registry import managers
 
@@ -245,6 +255,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plugins", help="list installed framework plugins")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_plugins)
+    p = sub.add_parser("new", help="write a new framework plugin or container manager package, ready to test")
+    p.add_argument("kind", choices=("plugin", "manager"))
+    p.add_argument("name", help="lowercase, e.g. xgboost")
+    p.add_argument("--dir", default=".", help="where to write it (default: here)")
+    p.set_defaults(func=_new)
     p = sub.add_parser("managers", help="list installed container managers")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_managers)

@@ -108,3 +108,14 @@ def test_the_quickstart_prints_json_and_a_curl_line_and_a_second_run_leaves_one_
         assert [r["model_version"] for r in c.get_all_model_replicas(verbose=True)] == ["2"]
     finally:
         cli("stop", "--cluster", "quickstart", home=tmp_path)
+
+
+def test_new_refuses_a_bad_name_and_an_existing_folder(tmp_path):
+    from clipper_deploy_core.templates import write_package
+
+    with pytest.raises(ClipperException, match="lowercase"):
+        write_package("plugin", "Bad-Name", tmp_path)
+    root = write_package("manager", "edge", tmp_path)
+    assert (root / "pyproject.toml").read_text().count('edge = "clipper_deploy_edge_manager:EdgeContainerManager"')
+    with pytest.raises(ClipperException, match="already exists"):
+        write_package("manager", "edge", tmp_path)
