@@ -99,3 +99,39 @@ def test_the_container_manager_contract_is_documented_method_by_method():
     toy = (ROOT / "tests" / "toy_manager" / "clipper_deploy_toy_manager" / "__init__.py").read_text()
     assert toy.strip() in doc and (ROOT / "tests" / "toy_manager" / "pyproject.toml").read_text().strip() in doc
     ast.parse(toy)
+
+
+def undocumented(packages=("frontend", "cluster", "managers")):
+    """Public classes and functions (methods included) of the serving side without a docstring of their own or one
+    inherited from the contract they implement."""
+    import importlib
+    import inspect
+
+    missing = []
+    for pkg in packages:
+        for path in sorted((ROOT / "clipper_deploy_core" / pkg).rglob("*.py")):
+            if path.name == "__main__.py":
+                continue
+            name = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+            module = importlib.import_module(name)
+            for attr, obj in vars(module).items():
+                if attr.startswith("_") or getattr(obj, "__module__", None) != name:
+                    continue
+                if not (inspect.isclass(obj) or inspect.isfunction(obj)):
+                    continue
+                if not inspect.getdoc(obj):
+                    missing.append(f"{name}.{attr}")
+                if inspect.isclass(obj):
+                    for m, member in vars(obj).items():
+                        if m.startswith("_") or not (inspect.isfunction(member) or isinstance(member, property)):
+                            continue
+                        if not inspect.getdoc(getattr(obj, m) if isinstance(member, property) else member) and \
+                                not any(inspect.getdoc(getattr(base, m, None)) for base in obj.__mro__[1:]
+                                        if hasattr(base, m)):
+                            missing.append(f"{name}.{attr}.{m}")
+    return missing
+
+
+def test_every_public_class_and_function_of_the_serving_side_says_what_it_is_for():
+    missing = undocumented()
+    assert not missing, f"{len(missing)} without a docstring: {missing}"

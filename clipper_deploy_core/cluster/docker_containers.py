@@ -23,7 +23,7 @@ from ..exceptions import ClipperException
 from ..frontend.state import Deployment
 from ..managers.docker import labels as lb
 from ..managers.docker.images import ensure_image
-from .supervisor import READY_TIMEOUT_S, Replica
+from .supervisor import READY_TIMEOUT_S, Replica, ReplicaRunner
 
 HEALTH_INTERVAL_S = 1.0
 
@@ -70,7 +70,9 @@ def _ns(seconds: float) -> int:
     return int(seconds * 1e9)
 
 
-class ContainerRunner:
+class ContainerRunner(ReplicaRunner):
+    """Replicas as containers of the model's image, on the cluster's network (the Docker manager's runner)."""
+
     def __init__(self, client: Any, home: Path, cluster: str, network: str, rpc_host: str,
                  extra: dict[str, Any] | None = None) -> None:
         self.client, self.home, self.cluster = client, home, cluster

@@ -10,10 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 from ..exceptions import ClipperException
+from ..frontend.admin_api import ReplicaController
 from ..frontend.state import ClusterState, Deployment
 
 
-class KubernetesReplicas:
+class KubernetesReplicas(ReplicaController):
+    """The replica controller on Kubernetes: it reports the replica pods that link, and scales nothing."""
+
     def __init__(self, state: ClusterState) -> None:
         self.state = state
         self.connected: dict[tuple[str, str], dict[int, int]] = {}  # (name, version) -> replica id -> pid
@@ -47,7 +50,9 @@ class KubernetesReplicas:
         return out
 
     def mark_ready(self, name: str, version: str, replica_id: int, pid: int) -> None:
+        """A replica pod linked: report it."""
         self.connected.setdefault((name, version), {})[replica_id] = pid
 
     def mark_gone(self, name: str, version: str, replica_id: int) -> None:
+        """A replica pod's link went: stop reporting it."""
         self.connected.get((name, version), {}).pop(replica_id, None)

@@ -39,6 +39,8 @@ def api_client() -> Any:
 
 
 class ConfigMapStateStore:
+    """The cluster state shared by every frontend pod through one ConfigMap (watched; written with optimistic
+    concurrency)."""
     def __init__(self, state: ClusterState, namespace: str, name: str, api: Any = None) -> None:
         from kubernetes import client
 
@@ -54,12 +56,14 @@ class ConfigMapStateStore:
         self.seen_version = cm.metadata.resource_version
 
     async def start(self) -> None:
+        """Load the ConfigMap into the local state and start watching it."""
         cm = await asyncio.to_thread(self.core.read_namespaced_config_map, self.name, self.namespace)
         self._load(cm)
         loop = asyncio.get_running_loop()
         threading.Thread(target=self._watch, args=(loop,), name="state-watch", daemon=True).start()
 
     def stop(self) -> None:
+        """Stop watching."""
         self._stop.set()
 
     def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -83,6 +87,7 @@ class ConfigMapStateStore:
             self._load(cm)
 
     async def transaction(self, mutation: Callable[[], Awaitable[Any]]) -> Any:
+        """Run a mutation on the freshest state and write it back, retrying on a conflicting write."""
         from kubernetes.client.exceptions import ApiException
 
         async with self._lock:

@@ -11,10 +11,12 @@ from ..bundle import verify_bundle
 from ..envs import ensure_env
 from ..exceptions import ClipperException
 from ..frontend.state import Deployment
-from .supervisor import Replica
+from .supervisor import Replica, ReplicaRunner
 
 
-class ProcessRunner:
+class ProcessRunner(ReplicaRunner):
+    """Replicas as child processes of the cluster process (the local manager's runner)."""
+
     def __init__(self, home: Path, env_root: Path | None) -> None:
         self.home, self.env_root = home, env_root
 

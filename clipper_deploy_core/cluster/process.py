@@ -35,6 +35,7 @@ DEFAULT_MAX_BODY = 16 * 1024 * 1024
 
 
 async def serve(args: argparse.Namespace) -> None:
+    """Run the cluster process until SIGTERM or SIGINT: ports, state, supervisor, replicas."""
     home = Path(args.home)
     os.umask(0o077)  # state, secret, token, logs and bundles hold code and data: this user's alone
     home.mkdir(parents=True, exist_ok=True)
@@ -141,6 +142,7 @@ async def serve(args: argparse.Namespace) -> None:
 
 
 def main() -> int:
+    """The command line of ``python -m clipper_deploy_core.cluster``."""
     p = argparse.ArgumentParser(prog="python -m clipper_deploy_core.cluster")
     p.add_argument("--name", required=True)
     p.add_argument("--home", required=True)

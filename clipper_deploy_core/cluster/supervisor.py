@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..exceptions import ClipperException
+from ..frontend.admin_api import ReplicaController
 from ..frontend.state import ClusterState, Deployment
 
 READY_TIMEOUT_S = float(os.environ.get("CLIPPER_DEPLOY_READY_TIMEOUT", "300"))
@@ -44,6 +45,7 @@ class Replica:
     failed_starts: int = 0  # starts in a row that ended before linking
 
     def info(self, input_type: str) -> dict[str, Any]:
+        """The replica as ``get_all_containers(verbose=True)`` reports it."""
         return {"model_id": f"{self.name}:{self.version}", "model_name": self.name, "model_version": self.version,
                 "model_replica_id": self.replica_id, "input_type": input_type, "status": self.status,
                 "restarts": self.restarts, "log": str(self.log), "last_error": self.last_error,
@@ -98,13 +100,14 @@ def _read_from(path: Path, offset: int) -> str:
 
 
 def log_tail(path: Path) -> str:
+    """The end of a replica's log, for error messages."""
     try:
         return path.read_text(errors="replace")[-LOG_TAIL:]
     except OSError:
         return "(no log)"
 
 
-class ReplicaSupervisor:
+class ReplicaSupervisor(ReplicaController):
     """Implements the admin API's ``ReplicaController`` with a ``ReplicaRunner``."""
 
     def __init__(self, state: ClusterState, home: Path, runner: ReplicaRunner, rpc_addr: Callable[[], tuple[str, int]],
@@ -118,6 +121,7 @@ class ReplicaSupervisor:
         self._tasks: set[asyncio.Task[None]] = set()
 
     def set_drain(self, drain: Callable[[str, str, int], None]) -> None:
+        """How to tell the dispatcher to drain a replica before it is stopped."""
         self._drain = drain
 
     # --- ReplicaController ----------------------------------------------------------------------
@@ -175,12 +179,14 @@ class ReplicaSupervisor:
             await self._scale(d, d.num_replicas, wait=False)
 
     async def shutdown(self) -> None:
+        """Stop every replica (the cluster process is stopping)."""
         for key in list(self.procs):
             for r in list(self.procs[key]):
                 await self._stop_replica(r)
 
     # --- replica processes ----------------------------------------------------------------------
     def live(self, key: tuple[str, str]) -> list[Replica]:
+        """The replicas of ``key`` that are neither stopped nor failed."""
         return [r for r in self.procs.get(key, []) if r.status not in ("stopped", "failed")]
 
     async def _scale(self, d: Deployment, n: int, wait: bool) -> None:
@@ -244,6 +250,7 @@ class ReplicaSupervisor:
             backoff = min(backoff * 2, BACKOFF_MAX_S)
 
     def mark_ready(self, name: str, version: str, replica_id: int, pid: int) -> None:
+        """A replica linked (the dispatcher says so): it is ready, and its failed starts are forgotten."""
         for r in self.procs.get((name, version), []):
             if r.replica_id == replica_id and r.status != "stopped":
                 r.status = "ready"
@@ -251,6 +258,7 @@ class ReplicaSupervisor:
                 r.ready.set()
 
     def mark_gone(self, name: str, version: str, replica_id: int) -> None:
+        """A ready replica's link went: it is restarting."""
         for r in self.procs.get((name, version), []):
             if r.replica_id == replica_id and r.status == "ready":
                 r.status = "restarting"

@@ -23,14 +23,25 @@ DIGEST = re.compile(r"[0-9a-f]{64}")
 
 
 class ReplicaController(Protocol):
-    """What a container manager provides the admin API: running replicas for model versions."""
+    """What the cluster process gives the admin API: running replicas for model versions."""
 
-    async def deploy(self, deployment: Deployment) -> None: ...
-    async def set_num_replicas(self, name: str, version: str, n: int) -> None: ...
-    async def stop(self, name: str, version: str) -> None: ...
-    def expected(self, name: str, version: str) -> int: ...
-    def replicas(self) -> list[dict[str, Any]]: ...
-    def failure(self, name: str, version: str) -> str | None: ...
+    async def deploy(self, deployment: Deployment) -> None:
+        """Record ``deployment`` and start its replicas; return once they are linked, or raise with why not."""
+
+    async def set_num_replicas(self, name: str, version: str, n: int) -> None:
+        """Scale ``name:version`` to ``n`` replicas; a failed scale-up leaves the previous record as it was."""
+
+    async def stop(self, name: str, version: str) -> None:
+        """Stop every replica of ``name:version`` and forget its deployment."""
+
+    def expected(self, name: str, version: str) -> int:
+        """How many replicas ``name:version`` should have (queries wait for them while they start)."""
+
+    def replicas(self) -> list[dict[str, Any]]:
+        """Every replica, as ``get_all_containers(verbose=True)`` reports it."""
+
+    def failure(self, name: str, version: str) -> str | None:
+        """Why ``name:version`` has no live replica, when every replica keeps failing to start; else ``None``."""
 
 
 BodyHandler = Callable[[dict[str, Any]], Awaitable[Any]]
@@ -40,12 +51,14 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 class AdminAPI:
+    """Clipper's ``/admin/*`` endpoints over the cluster state and a replica controller."""
     def __init__(self, state: ClusterState, controller: ReplicaController, guard: AdminGuard,
                  transaction: Transaction | None = None) -> None:
         self.state, self.controller, self.guard = state, controller, guard
         self.transaction = transaction
 
     def routes(self) -> list[tuple[str, str, Endpoint]]:
+        """``(method, path regex, endpoint)`` for every admin endpoint, each behind the guard."""
         mutations: dict[str, BodyHandler] = {
             "add_app": self._add_app, "delete_app": self._delete_app,
             "add_model_links": self._add_links, "delete_model_links": self._delete_links,

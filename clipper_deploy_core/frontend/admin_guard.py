@@ -52,6 +52,7 @@ def _is_loopback(peer: str) -> bool:
 
 
 class AdminGuard:
+    """The admin port's checks: the token, Host, Origin and Content-Type (see the module)."""
     def __init__(self, token: str | None, insecure_loopback: bool = False, allowed_hosts: Iterable[str] = ()) -> None:
         self.token, self.insecure_loopback = token, insecure_loopback
         self.allowed_hosts = {"localhost", *(h.strip().lower() for h in allowed_hosts if h.strip())}

@@ -15,19 +15,23 @@ MAX_BATCH = 1024
 
 
 class FixedCap:
+    """``batch_size=N``: every batch holds at most N inputs."""
     def __init__(self, cap: int) -> None:
         self.cap = cap
 
     def observe(self, size: int, latency_s: float, slo_s: float) -> None:
+        """A fixed cap learns nothing from a batch."""
         pass
 
 
 class AIMD:
+    """``batch_size=-1``: the cap grows by one while batches fill and meet the SLO, and backs off when one misses it."""
     def __init__(self, start: int = 1, max_cap: int = MAX_BATCH) -> None:
         self.cap = start
         self.max_cap = max_cap
 
     def observe(self, size: int, latency_s: float, slo_s: float) -> None:
+        """Adjust the cap after a batch of ``size`` inputs took ``latency`` seconds against ``slo``."""
         if latency_s > slo_s * BUDGET_FRACTION:
             self.cap = max(1, int(self.cap * BACKOFF))
         elif size >= self.cap:
@@ -35,4 +39,5 @@ class AIMD:
 
 
 def policy_for(batch_size: int) -> FixedCap | AIMD:
+    """The batch-size policy for a model version's ``batch_size``."""
     return FixedCap(batch_size) if batch_size > 0 else AIMD()

@@ -41,12 +41,14 @@ class Task:
 
 
 class ModelQueue:
+    """One model version's queue of tasks, from which its replicas pull batches."""
     def __init__(self, batch_size: int) -> None:
         self.tasks: collections.deque[Task] = collections.deque()
         self.batch_size = batch_size
         self._nonempty = asyncio.Event()
 
     def put(self, task: Task) -> None:
+        """Queue one task at the tail."""
         self.tasks.append(task)
         self._nonempty.set()
 
@@ -101,6 +103,7 @@ class Dispatcher:
             event.set()
 
     def queue(self, key: Key, batch_size: int) -> ModelQueue:
+        """The queue of model version ``key`` (created on first use), with its current ``batch_size``."""
         q = self.queues.get(key)
         if q is None:
             q = self.queues[key] = ModelQueue(batch_size)
@@ -108,6 +111,7 @@ class Dispatcher:
         return q
 
     def live_replicas(self, key: Key) -> int:
+        """How many replicas of model version ``key`` are linked now."""
         return len(self.live.get(key, ()))
 
     async def _authenticate(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> tuple[Key, int, int]:
@@ -132,6 +136,7 @@ class Dispatcher:
         return key, rid, pid
 
     async def handle_replica(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Serve one replica's link (the RPC server's connection handler): handshake, then batches until it goes."""
         try:
             key, rid, pid = await asyncio.wait_for(self._authenticate(reader, writer), replica_auth.AUTH_TIMEOUT_S)
         except (asyncio.TimeoutError, asyncio.IncompleteReadError, ConnectionError, OSError) as e:

@@ -46,10 +46,12 @@ class Response:
 
 
 def json_response(obj: Any, status: int = 200) -> Response:
+    """A JSON response of ``obj`` (orjson)."""
     return Response(status, orjson.dumps(obj))
 
 
 def text_response(text: str, status: int = 200) -> Response:
+    """A plain-text response."""
     return Response(status, text.encode(), "text/plain; charset=utf-8")
 
 
@@ -334,6 +336,7 @@ class _Server(uvicorn.Server):
 
 
 def bind(host: str, port: int) -> socket.socket:
+    """A listening, non-blocking TCP socket on ``host:port`` (port 0: a free one)."""
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
@@ -343,6 +346,7 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 def make_server(app: App, limits: Limits | None = None) -> uvicorn.Server:
+    """A uvicorn server for ``app`` on our bounded httptools protocol (``limits``)."""
     limits = limits or Limits()
     protocol = type("HttpProtocol", (_HttpProtocol,), {"limits": limits, "waiting": {}})
     config = uvicorn.Config(app, http=protocol, loop="none", lifespan="off", access_log=False,

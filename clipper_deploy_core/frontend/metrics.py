@@ -27,6 +27,7 @@ class ModelMetrics:
 
 
 class Metrics:
+    """The cluster's Prometheus series (prometheus-client, on a registry of its own)."""
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
@@ -58,6 +59,7 @@ class Metrics:
         return m
 
     def model(self, name: str, version: str) -> ModelMetrics:
+        """The per-model-version series, looked up once per version."""
         m = self._models.get((name, version))
         if m is None:
             m = self._models[(name, version)] = ModelMetrics(
@@ -70,6 +72,7 @@ class Metrics:
         self.registry.register(_ReplicaStates(replicas))
 
     def render(self) -> bytes:
+        """The Prometheus text exposition for ``GET /metrics``."""
         return generate_latest(self.registry)
 
 

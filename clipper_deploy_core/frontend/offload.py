@@ -21,6 +21,7 @@ T = TypeVar("T")
 
 
 class Offload:
+    """Parses bodies over ``threshold`` bytes in a helper process (one at a time), smaller ones in place."""
     def __init__(self, threshold: int = LARGE_BODY) -> None:
         self.threshold = threshold
         self._pool: ProcessPoolExecutor | None = None
@@ -39,5 +40,6 @@ class Offload:
                                                       "memory; send it in smaller requests") from None
 
     def close(self) -> None:
+        """Stop the helper process, if one was started."""
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)

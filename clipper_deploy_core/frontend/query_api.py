@@ -46,6 +46,7 @@ class QueryRejected(Exception):
 
 
 def json_error(status: int, error: str, cause: str) -> Response:
+    """A JSON error response with ``error`` and ``cause``."""
     return json_response({"error": error, "cause": cause}, status=status)
 
 
@@ -65,6 +66,7 @@ def parse_output(text: str) -> Any:
 
 
 class QueryAPI:
+    """Clipper's query REST API on the query port: parse, queue, wait at most the SLO, answer."""
     def __init__(self, state: ClusterState, dispatcher: Dispatcher, metrics: Metrics,
                  expected_replicas: Callable[[str, str], int], max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS,
                  offload: Offload | None = None, failure: Callable[[str, str], str | None] | None = None) -> None:
@@ -76,12 +78,15 @@ class QueryAPI:
         self._qids = itertools.count()
 
     def routes(self) -> list[tuple[str, str, Handler]]:
+        """``GET /metrics`` and ``POST /<app>/predict``."""
         return [("GET", "/metrics", self.metrics_handler), ("POST", r"/(?P<app>[^/]+)/predict/?", self.predict)]
 
     async def metrics_handler(self, request: Request) -> Response:
+        """``GET /metrics``: the Prometheus text."""
         return Response(200, self.metrics.render(), "text/plain; version=0.0.4; charset=utf-8")
 
     async def predict(self, request: Request) -> Response:
+        """``POST /<app>/predict``: one input or a batch, answered within the app's SLO."""
         started = time.monotonic()
         app_name = request.params["app"]
         app = self.state.get_app(app_name)
@@ -193,6 +198,7 @@ class QueryAPI:
             timer.cancel()
 
     def count_default(self, app: Any, outcome: Outcome) -> None:
+        """Count a default answer under its reason (``/metrics``)."""
         self.metrics.defaults.labels(app.name, outcome.reason or "unknown").inc()
 
     def _reply(self, app: Any, outcome: Outcome) -> dict[str, Any]:

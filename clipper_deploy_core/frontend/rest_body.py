@@ -25,6 +25,7 @@ class BodyError(Exception):
 
 
 def too_many_rows(n: int, max_rows: int) -> BodyError:
+    """The 413 for a request over ``max_rows`` rows, saying how to raise the cap."""
     return BodyError(413, "Request too large", f"The request has {n} rows; this cluster takes at most {max_rows} "
                                                f"per request (max_batch_rows on the container manager, or "
                                                f"--max-batch-rows, raises it)")
@@ -37,6 +38,7 @@ class RestQuery:
 
 
 def parse_rest(body: bytes, input_type: str, max_rows: int) -> RestQuery:
+    """Parse and validate a REST body for ``input_type``; ``BodyError`` says what is wrong."""
     try:
         obj = orjson.loads(body)
     except orjson.JSONDecodeError as e:

@@ -52,6 +52,7 @@ class Model:
     is_current: bool
 
     def as_dict(self) -> dict[str, Any]:
+        """The model as Clipper's ``get_model_info`` reports it."""
         return {"model_name": self.name, "model_version": self.version, "input_type": self.input_type,
                 "labels": self.labels, "container_name": self.container_name,
                 "model_data_path": self.model_data_path, "batch_size": self.batch_size,
@@ -116,6 +117,7 @@ class ClusterState:
 
     # --- apps -------------------------------------------------------------------------------
     def add_app(self, name: str, input_type: str, default_output: str, slo: int) -> None:
+        """Register an application (Clipper's checks and messages)."""
         validate_name(name, "application name")
         input_type = canonical_input_type(input_type)
         if not isinstance(default_output, str):
@@ -128,6 +130,7 @@ class ClusterState:
             self._q("INSERT INTO apps VALUES (?,?,?,?)", name, input_type, default_output, slo)
 
     def delete_app(self, name: str) -> None:
+        """Unregister an application and its links."""
         with self._lock:
             if self.get_app(name) is None:
                 raise ClipperException(f"Application '{name}' does not exist")
@@ -135,21 +138,26 @@ class ClusterState:
             self._q("DELETE FROM links WHERE app_name=?", name)
 
     def get_app(self, name: str) -> App | None:
+        """The application called ``name``, or ``None``."""
         rows = self._q("SELECT * FROM apps WHERE name=?", name)
         return App(*rows[0]) if rows else None
 
     def apps(self) -> list[App]:
+        """Every application, by name."""
         return [App(*r) for r in self._q("SELECT * FROM apps ORDER BY name")]
 
     def app_dict(self, app: App) -> dict[str, Any]:
+        """An application as Clipper's ``get_app_info`` reports it."""
         return {"name": app.name, "input_type": app.input_type, "default_output": app.default_output,
                 "latency_slo_micros": app.latency_slo_micros, "linked_models": self.linked_models(app.name)}
 
     # --- links ------------------------------------------------------------------------------
     def linked_models(self, app_name: str) -> list[str]:
+        """The names of the models linked to ``app_name``."""
         return [r[0] for r in self._q("SELECT model_name FROM links WHERE app_name=?", app_name)]
 
     def add_link(self, app_name: str, model_names: list[str]) -> None:
+        """Link a model to an application (same input type; one model per app)."""
         with self._lock:
             app = self.get_app(app_name)
             if app is None:
@@ -171,6 +179,7 @@ class ClusterState:
             self._q("INSERT INTO links VALUES (?,?)", app_name, model)
 
     def delete_link(self, app_name: str, model_names: list[str]) -> None:
+        """Unlink models from an application."""
         with self._lock:
             if self.get_app(app_name) is None:
                 raise ClipperException(f"No app with name '{app_name}' exists.")
@@ -182,6 +191,7 @@ class ClusterState:
     # --- models -----------------------------------------------------------------------------
     def add_model(self, name: str, version: str, input_type: str, labels: list[str], container_name: str,
                   model_data_path: str, batch_size: int) -> None:
+        """Register a model version; it becomes the current version of its name."""
         validate_name(name)
         version = validate_version(version)
         input_type = canonical_input_type(input_type)
@@ -206,19 +216,23 @@ class ClusterState:
         return Model(name, version, itype, json.loads(labels), cname, path, bs, bool(cur))
 
     def get_model(self, name: str, version: str) -> Model | None:
+        """The model version ``name:version``, or ``None``."""
         rows = self._q("SELECT * FROM models WHERE name=? AND version=?", name, str(version))
         return self._model(rows[0]) if rows else None
 
     def current_model(self, name: str) -> Model | None:
+        """The current version of model ``name``, or ``None``."""
         rows = self._q("SELECT * FROM models WHERE name=? AND is_current=1", name)
         return self._model(rows[0]) if rows else None
 
     def models(self, name: str | None = None) -> list[Model]:
+        """Every model version (of ``name``, when given), oldest first."""
         if name is None:
             return [self._model(r) for r in self._q("SELECT * FROM models ORDER BY seq")]
         return [self._model(r) for r in self._q("SELECT * FROM models WHERE name=? ORDER BY seq", name)]
 
     def set_model_version(self, name: str, version: str) -> None:
+        """Make ``version`` the current version of model ``name`` (a rollout or a rollback)."""
         with self._lock:
             if not self.models(name):
                 raise ClipperException(f"Cannot set version for nonexistent model '{name}'")
@@ -227,6 +241,7 @@ class ClusterState:
             self._q("UPDATE models SET is_current=(version=?) WHERE name=?", str(version), name)
 
     def delete_model(self, name: str, version: str) -> None:
+        """Forget a model version and its deployment; the newest remaining version becomes current."""
         with self._lock:
             model = self.get_model(name, version)
             if model is None:
@@ -240,15 +255,19 @@ class ClusterState:
 
     # --- deployments (what the local manager keeps running) ---------------------------------
     def put_deployment(self, d: Deployment) -> None:
+        """Record (or replace) what the supervisor keeps running for a version."""
         self._q("INSERT OR REPLACE INTO deployments VALUES (?,?,?,?,?,?)", d.name, d.version, d.bundle_dir, d.digest,
                 d.num_replicas, json.dumps(d.pkgs))
 
     def deployments(self) -> list[Deployment]:
+        """Every recorded deployment."""
         return [Deployment(n, v, b, dg, nr, json.loads(p)) for n, v, b, dg, nr, p in
                 self._q("SELECT * FROM deployments")]
 
     def get_deployment(self, name: str, version: str) -> Deployment | None:
+        """The deployment of ``name:version``, or ``None``."""
         return next((d for d in self.deployments() if (d.name, d.version) == (name, version)), None)
 
     def delete_deployment(self, name: str, version: str) -> None:
+        """Forget the deployment of ``name:version``."""
         self._q("DELETE FROM deployments WHERE name=? AND version=?", name, version)

@@ -30,11 +30,13 @@ def _error(status: int, message: str) -> Response:
 
 
 class V2API:
+    """The Open Inference Protocol V2 endpoints on the query port, over the REST API's queues."""
     def __init__(self, query: QueryAPI) -> None:
         self.query = query
         self.state = query.state
 
     def routes(self) -> list[tuple[str, str, Handler]]:
+        """Every V2 route: health, server and model metadata, readiness, inference."""
         m = r"/v2/models/(?P<name>[^/]+)"
         v = m + r"/versions/(?P<version>[^/]+)"
         return [("GET", "/v2", self.server_metadata), ("GET", "/v2/health/live", self.live),
@@ -43,15 +45,18 @@ class V2API:
                 ("POST", m + "/infer", self.infer), ("POST", v + "/infer", self.infer)]
 
     async def server_metadata(self, request: Request) -> Response:
+        """``GET /v2``: name, version and extensions."""
         from importlib.metadata import version
 
         return json_response({"name": "clipper-deploy", "version": version("clipper-deploy-core"),
                                   "extensions": ["binary_tensor_data"]})
 
     async def live(self, request: Request) -> Response:
+        """``GET /v2/health/live``."""
         return json_response({"live": True})
 
     async def ready(self, request: Request) -> Response:
+        """``GET /v2/health/ready``."""
         return json_response({"ready": True})
 
     def _target(self, request: Request) -> tuple[Any, str, Any]:
@@ -66,6 +71,7 @@ class V2API:
         return app, served, model
 
     async def metadata(self, request: Request) -> Response:
+        """``GET /v2/models/<app>``: the app as a V2 model (one input, one BYTES output)."""
         try:
             app, _, _ = self._target(request)
         except V2Error as e:
@@ -79,6 +85,7 @@ class V2API:
             "outputs": [{"name": "output", "datatype": "BYTES", "shape": [-1]}]})
 
     async def model_ready(self, request: Request) -> Response:
+        """``GET /v2/models/<app>/ready``: 200 while a replica serves it."""
         try:
             app, served, model = self._target(request)
         except V2Error as e:
@@ -89,6 +96,7 @@ class V2API:
         return json_response({"name": app.name, "version": served, "ready": True})
 
     async def infer(self, request: Request) -> Response:
+        """``POST /v2/models/<app>/infer``: each row of the input tensor is one query of the app."""
         size = request.headers.get(HEADER.lower())
         try:
             app, served, _ = self._target(request)

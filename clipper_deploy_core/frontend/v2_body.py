@@ -62,6 +62,7 @@ def _bytes_elements(buf: bytes) -> list[bytes]:
 
 
 def parse_v2(body: bytes, header_length: int | None, input_type: str, max_rows: int) -> V2Query:
+    """Parse and validate a V2 request (JSON header plus optional binary tensors); ``BodyError`` if malformed."""
     n = len(body) if header_length is None else header_length
     if not 0 <= n <= len(body):
         raise _bad(f"{HEADER} {header_length} is outside the body of {len(body)} bytes")

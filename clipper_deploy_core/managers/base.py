@@ -91,6 +91,7 @@ class RemoteAddresses:
     addrs: dict[str, str] | None = None
 
     def connect(self) -> None:
+        """Fill ``addrs``; the manager that mixes this in implements it."""
         raise NotImplementedError
 
     def _need(self) -> dict[str, str]:
@@ -100,10 +101,13 @@ class RemoteAddresses:
         return self.addrs
 
     def get_query_addr(self) -> str:
+        """``host:port`` of the query API (connecting first if needed)."""
         return self._need()["query"]
 
     def get_admin_addr(self) -> str:
+        """``host:port`` of the admin API (connecting first if needed)."""
         return self._need()["admin"]
 
     def get_metric_addr(self) -> str:
+        """``host:port`` of ``/metrics``: the query port."""
         return self.get_query_addr()  # /metrics is served on the query port

@@ -26,9 +26,11 @@ class ManagerInfo:
 
     @property
     def builtin(self) -> bool:
+        """Whether clipper-deploy-core itself registers this manager."""
         return self.distribution == "clipper-deploy-core"
 
     def as_dict(self) -> dict[str, Any]:
+        """This manager as ``clipper-deploy managers --json`` prints it."""
         return {"name": self.name, "class": self.target, "distribution": self.distribution, "version": self.version,
                 "builtin": self.builtin}
 

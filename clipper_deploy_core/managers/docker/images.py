@@ -46,6 +46,7 @@ class ImageSpec:
 
 
 def dockerfile(spec: ImageSpec) -> str:
+    """The Dockerfile of a base image (core or a plugin) described by ``spec``."""
     pip_flags = ["--no-cache-dir", "--disable-pip-version-check"]
     if spec.wheelhouse is not None:
         pip_flags += ["--find-links", "/build/wheels"]
@@ -78,6 +79,7 @@ def dockerfile(spec: ImageSpec) -> str:
 
 
 def build_context(spec: ImageSpec) -> io.BytesIO:
+    """The build context (a tar stream) of a base image: Dockerfile, wheelhouse, CA bundle, pip.conf."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         data = dockerfile(spec).encode()

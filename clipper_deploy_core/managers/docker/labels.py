@@ -19,6 +19,7 @@ def container_name(*parts: str) -> str:
 
 
 def cluster_filter(cluster: str, role: str | None = None) -> dict[str, list[str]]:
+    """The engine filter that selects this cluster's objects (of one ``role``, when given)."""
     labels = [f"{CLUSTER}={cluster}"] + ([f"{ROLE}={role}"] if role else [])
     return {"label": labels}
 

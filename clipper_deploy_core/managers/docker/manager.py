@@ -84,6 +84,7 @@ class DockerContainerManager(RemoteAddresses, AdminBackedManager):
 
     @property
     def client(self) -> Any:
+        """The docker SDK client (from the environment), checked to answer."""
         if self._client is None:
             import docker
 

@@ -89,6 +89,7 @@ class KubernetesContainerManager(RemoteAddresses, ContainerManager):
     # --- clients ------------------------------------------------------------------------------
     @property
     def api(self) -> Any:
+        """The Kubernetes API client: from the kubeconfig, else the pod's service account."""
         if self._api is None:
             from kubernetes import client, config
 
@@ -120,11 +121,13 @@ class KubernetesContainerManager(RemoteAddresses, ContainerManager):
 
     @property
     def ns(self) -> str:
+        """The namespace the cluster lives in."""
         return self.spec.namespace
 
     # --- cluster lifecycle --------------------------------------------------------------------
     def render_cluster(self, token: str = "<generated at start_clipper>",
                        secret: str = "<generated at start_clipper>") -> list[mf.Manifest]:
+        """The cluster's manifests, as ``clipper-deploy k8s render`` prints them."""
         return mf.cluster_manifests(self.spec, token, secret, with_namespace=self.create_namespace)
 
     def start_clipper(self, num_frontend_replicas: int | None = None, **_: Any) -> None:
@@ -291,6 +294,7 @@ class KubernetesContainerManager(RemoteAddresses, ContainerManager):
     # --- models -------------------------------------------------------------------------------
     @property
     def docker(self) -> Any:
+        """A docker SDK client, for building model images."""
         if self._docker is None:
             import docker
 
@@ -310,6 +314,7 @@ class KubernetesContainerManager(RemoteAddresses, ContainerManager):
                                  registry_push=registry is not None)
 
     def model_spec(self, name: str, version: str, input_type: str, image: str, num_replicas: int) -> mf.ModelSpec:
+        """The ModelSpec of a model version (image, replicas, resources)."""
         res = self.model_resources.get(name, {})
         unknown = set(res) - {"cpu", "memory", "gpus"}
         if unknown:
@@ -319,6 +324,7 @@ class KubernetesContainerManager(RemoteAddresses, ContainerManager):
                             memory=res.get("memory"), gpus=int(res.get("gpus", 0)))
 
     def render_model(self, name: str, version: str, input_type: str, image: str, num_replicas: int = 1) -> mf.Manifest:
+        """A model version's Deployment manifest."""
         return mf.model_deployment(self.spec, self.model_spec(name, version, input_type, image, num_replicas))
 
     def deploy_model(self, name: str, version: str, input_type: str, image: str, num_replicas: int = 1) -> None:

@@ -63,9 +63,11 @@ class ClusterSpec:
     admin_allowed_hosts: list[str] = field(default_factory=list)
 
     def labels(self, role: str) -> dict[str, str]:
+        """The labels of one of the cluster's objects."""
         return {CLUSTER: label_value(self.name), ROLE: role, "app.kubernetes.io/managed-by": MANAGED_BY}
 
     def obj(self, suffix: str) -> str:
+        """The name of one of the cluster's objects."""
         return dns_name(self.name, suffix)
 
 
@@ -88,16 +90,19 @@ def _meta(spec: ClusterSpec, name: str, role: str, extra: dict[str, str] | None 
 
 
 def namespace(spec: ClusterSpec) -> Manifest:
+    """The Namespace (with create_namespace_if_not_exists)."""
     return {"apiVersion": "v1", "kind": "Namespace",
             "metadata": {"name": spec.namespace, "labels": {"app.kubernetes.io/managed-by": MANAGED_BY}}}
 
 
 def admin_token_secret(spec: ClusterSpec, token: str) -> Manifest:
+    """The Secret holding the admin API's token (the frontend reads it by secretKeyRef)."""
     return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
             "metadata": _meta(spec, spec.obj("admin-token"), "admin-token"), "stringData": {"token": token}}
 
 
 def rpc_secret(spec: ClusterSpec, secret: str) -> Manifest:
+    """The Secret holding what replicas prove to the frontend (both read it by secretKeyRef)."""
     return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
             "metadata": _meta(spec, spec.obj("rpc-secret"), "rpc-secret"), "stringData": {"secret": secret}}
 
@@ -108,6 +113,7 @@ def _rpc_secret_env(spec: ClusterSpec) -> dict[str, Any]:
 
 
 def admin_host_names(spec: ClusterSpec) -> list[str]:
+    """The names the admin API answers to besides IP addresses: its Service's, and any allowed."""
     svc = spec.obj("admin")
     return [svc, f"{svc}.{spec.namespace}", f"{svc}.{spec.namespace}.svc", f"{svc}.{spec.namespace}.svc.cluster.local",
             *spec.admin_allowed_hosts]
@@ -116,11 +122,13 @@ def admin_host_names(spec: ClusterSpec) -> list[str]:
 def state_configmap(spec: ClusterSpec) -> Manifest:
     # Cluster state lives in Kubernetes itself: every frontend pod watches this ConfigMap and writes it
     # with optimistic concurrency on resourceVersion, so no store of our own needs replicating.
+    """The ConfigMap that holds the shared cluster state."""
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(spec, spec.obj("state"), "state"),
             "data": {"state.json": "{}"}}
 
 
 def rbac(spec: ClusterSpec) -> list[Manifest]:
+    """The frontend's ServiceAccount, Role and RoleBinding: the state ConfigMap and nothing else."""
     name = spec.obj("frontend")
     return [
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(spec, name, "frontend")},
@@ -134,6 +142,7 @@ def rbac(spec: ClusterSpec) -> list[Manifest]:
 
 
 def frontend_deployment(spec: ClusterSpec) -> Manifest:
+    """The frontend Deployment: the cluster process with replicas run by Kubernetes."""
     name = spec.obj("frontend")
     labels = spec.labels("frontend")
     command = ["python", "-m", "clipper_deploy_core.cluster", "--name", spec.name, "--home", "/state",
@@ -168,6 +177,7 @@ def frontend_deployment(spec: ClusterSpec) -> Manifest:
 
 
 def services(spec: ClusterSpec) -> list[Manifest]:
+    """The query and admin Services, and the headless RPC Service replicas resolve."""
     selector = spec.labels("frontend")
     out = []
     for role, port, node_port, key in (("query", QUERY_PORT, spec.query_node_port, "query"),
@@ -188,20 +198,24 @@ def services(spec: ClusterSpec) -> list[Manifest]:
 def cluster_manifests(spec: ClusterSpec, token: str, secret: str, with_namespace: bool = False) -> list[Manifest]:
     # Services before the Deployment whose pods they select (Kubernetes' own advice): a pod then starts with
     # every Service already resolvable.
+    """Every manifest of a cluster, in the order to create them."""
     return [*([namespace(spec)] if with_namespace else []), admin_token_secret(spec, token), rpc_secret(spec, secret),
             state_configmap(spec),
             *rbac(spec), *services(spec), frontend_deployment(spec)]
 
 
 def model_deployment_name(spec: ClusterSpec, model: ModelSpec) -> str:
+    """The name of a model version's Deployment."""
     return dns_name(spec.name, model.name, model.version)
 
 
 def model_labels(spec: ClusterSpec, model: ModelSpec) -> dict[str, str]:
+    """The labels of a model version's Deployment and pods."""
     return {**spec.labels("replica"), MODEL: label_value(model.name), VERSION: label_value(model.version)}
 
 
 def model_deployment(spec: ClusterSpec, model: ModelSpec) -> Manifest:
+    """A model version's Deployment: replica pods with probes, the secret, resources."""
     labels = model_labels(spec, model)
     resources: dict[str, dict[str, Any]] = {}
     for key, value in (("cpu", model.cpu), ("memory", model.memory)):
