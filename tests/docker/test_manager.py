@@ -354,3 +354,12 @@ def test_the_command_line_runs_a_docker_cluster(conn, docker_client):
     finally:
         cli("stop")
     assert docker_client.containers.list(all=True, filters=lb.cluster_filter("dcli")) == []
+
+
+def test_the_docker_manager_passes_the_conformance_kit(docker_client, core_image):
+    from clipper_deploy_core.testing.managers import check_manager
+
+    check_manager(lambda name: DockerContainerManager(name, clipper_query_port=0, clipper_management_port=0,
+                                                      docker_network="clipper-deploy-conformance-net",
+                                                      extra_container_kwargs={"labels": TEST_LABEL}),
+                  cluster_name="dconf")
