@@ -53,3 +53,26 @@ def test_the_third_party_manager_passes_the_conformance_kit(tmp_path, monkeypatc
     monkeypatch.setenv("TOY_MANAGER_HOME", str(tmp_path))
     toy = load_manager("toy")
     check_manager(lambda name: toy(name))
+
+
+def test_a_deployment_runs_a_bundle_or_an_image_and_old_state_is_migrated(tmp_path):
+    import sqlite3
+
+    from clipper_deploy_core.frontend.state import ClusterState, Deployment
+
+    with pytest.raises(ClipperException, match="exactly one"):
+        Deployment("m", "1", "0" * 64, 1, [], bundle="/b", image="img:1")
+    # A state file from before images had their own column: the image's tag sat in bundle_dir.
+    db = sqlite3.connect(tmp_path / "state.db")
+    db.execute("CREATE TABLE deployments (name TEXT NOT NULL, version TEXT NOT NULL, bundle_dir TEXT NOT NULL, "
+               "digest TEXT NOT NULL, num_replicas INTEGER NOT NULL, pkgs TEXT NOT NULL, PRIMARY KEY (name, version))")
+    db.execute("INSERT INTO deployments VALUES ('a', '1', '/store/bundles/a-1', 'd1', 1, '[]')")
+    db.execute("INSERT INTO deployments VALUES ('b', '1', 'prod-b:1', 'd2', 2, '[]')")
+    db.commit()
+    db.close()
+    state = ClusterState(tmp_path / "state.db")
+    by_name = {d.name: d for d in state.deployments()}
+    assert (by_name["a"].bundle, by_name["a"].image) == ("/store/bundles/a-1", None)
+    assert (by_name["b"].bundle, by_name["b"].image, by_name["b"].num_replicas) == (None, "prod-b:1", 2)
+    state.put_deployment(Deployment("c", "1", "d3", 1, ["x==1"], image="prod-c:1"))
+    assert state.get_deployment("c", "1").image == "prod-c:1"

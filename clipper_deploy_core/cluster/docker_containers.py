@@ -91,16 +91,18 @@ class ContainerRunner(ReplicaRunner):
 
     async def prepare(self, d: Deployment) -> None:
         """Only a model image holding this exact bundle: its baked-in digest is the one the deploy names."""
-        image = await asyncio.to_thread(ensure_image, self.client, d.bundle_dir, f"model {d.name}:{d.version}")
+        if d.image is None:
+            raise ClipperException(f"This cluster runs replicas as containers, from model images: bundle {d.bundle} "
+                                   f"cannot run here (build_model makes its image)")
+        image = await asyncio.to_thread(ensure_image, self.client, d.image, f"model {d.name}:{d.version}")
         env = lb.env_of(image.attrs)
         if env.get("CLIPPER_BUNDLE_DIGEST") != d.digest or (env.get("CLIPPER_MODEL_NAME"),
                                                             env.get("CLIPPER_MODEL_VERSION")) != (d.name, d.version):
-            raise ClipperException(f"Image {d.bundle_dir} does not hold bundle {d.digest[:12]} of {d.name}:{d.version} "
+            raise ClipperException(f"Image {d.image} does not hold bundle {d.digest[:12]} of {d.name}:{d.version} "
                                    f"(build it with build_model)")
 
     async def start(self, d: Deployment, r: Replica, env: dict[str, str]) -> None:
         env = {**env, "CLIPPER_HEALTH_PORT": "0"}
-        env.pop("CLIPPER_MODEL_PATH")  # the image has the bundle at its own path
         name = lb.container_name(self.cluster, d.name, d.version, str(r.replica_id), secrets.token_hex(3))
         labels = {lb.CLUSTER: self.cluster, lb.ROLE: "replica", lb.MODEL: f"{d.name}:{d.version}",
                   lb.REPLICA: str(r.replica_id)}
@@ -112,7 +114,7 @@ class ContainerRunner(ReplicaRunner):
             **({"network_mode": "host"} if self.network == "host" else {"network": self.network}),
             **lb.with_extra(self.extra, env, labels),
         }
-        container = await asyncio.to_thread(self.client.containers.run, d.bundle_dir, **kwargs)
+        container = await asyncio.to_thread(self.client.containers.run, d.image, **kwargs)
         r.where = {"container": container.short_id, "container_name": name}
         r.handle = Running(container, _in_own_thread(self._watch, container, r.log))
 

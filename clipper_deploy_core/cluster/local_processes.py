@@ -23,13 +23,16 @@ class ProcessRunner(ReplicaRunner):
     async def prepare(self, d: Deployment) -> None:
         # A bundle is code: replicas load only bundles in this cluster's own store (where build_model copies
         # them, mode 0700), and only the exact bundle whose digest the deploy names.
+        if d.bundle is None:
+            raise ClipperException(f"This cluster runs replicas as local processes, from bundles: image {d.image} "
+                                   f"cannot run here")
         store = (self.home / "bundles").resolve()
-        bundle = Path(d.bundle_dir).resolve()
+        bundle = Path(d.bundle).resolve()
         if bundle.parent != store:
             raise ClipperException(f"deploy_replicas takes only bundles in the cluster's bundle store {store}, "
-                                   f"not {d.bundle_dir}; build_model puts them there")
+                                   f"not {d.bundle}; build_model puts them there")
         if not (bundle / "manifest.json").is_file():
-            raise ClipperException(f"No bundle at {d.bundle_dir}")
+            raise ClipperException(f"No bundle at {d.bundle}")
         await asyncio.to_thread(verify_bundle, bundle, d.digest, (d.name, d.version))
         if d.pkgs:  # the venv is built (and cached) before any replica starts, so a failed install is reported
             await asyncio.to_thread(ensure_env, d.pkgs, self.env_root)

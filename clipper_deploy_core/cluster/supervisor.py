@@ -8,6 +8,7 @@ policy, so every manager restarts, reports and scales the same way.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import re
 import time
@@ -151,7 +152,7 @@ class ReplicaSupervisor(ReplicaController):
         d = self.state.get_deployment(name, version)
         if d is None:
             raise ClipperException(f"Cannot add container for non-registered model {name}:{version}")
-        await self._apply(Deployment(d.name, d.version, d.bundle_dir, d.digest, n, d.pkgs))
+        await self._apply(dataclasses.replace(d, num_replicas=n))
 
     async def _apply(self, d: Deployment) -> None:
         """Record ``d`` and scale to it; if its new replicas fail, the previous record is put back exactly."""
@@ -215,7 +216,8 @@ class ReplicaSupervisor(ReplicaController):
         backoff = BACKOFF_START_S
         while r.status != "stopped":
             host, port = self._rpc_addr()
-            env = {"CLIPPER_MODEL_NAME": d.name, "CLIPPER_MODEL_VERSION": d.version, "CLIPPER_MODEL_PATH": d.bundle_dir,
+            env = {"CLIPPER_MODEL_NAME": d.name, "CLIPPER_MODEL_VERSION": d.version,
+                   **({"CLIPPER_MODEL_PATH": d.bundle} if d.bundle else {}),  # an image has its bundle at its own path
                    "CLIPPER_BUNDLE_DIGEST": d.digest, "CLIPPER_IP": host, "CLIPPER_PORT": str(port),
                    "CLIPPER_REPLICA_ID": str(r.replica_id), "PYTHONUNBUFFERED": "1", **self.replica_env}
             r.started_at = time.monotonic()

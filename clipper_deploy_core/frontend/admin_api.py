@@ -200,8 +200,13 @@ class AdminAPI:
         digest = _str(b, "digest")
         if not DIGEST.fullmatch(digest):
             raise ClipperException(f"digest must be the bundle's sha256 (64 lowercase hex digits), got {digest!r}")
-        d = Deployment(_str(b, "model_name"), _version(b), _str(b, "bundle_dir"), digest,
-                       _count(b, "num_replicas"), validate_pkgs(_str_list(b, "pkgs_to_install", [])))
+        if ("bundle_dir" in b) == ("image" in b):
+            raise FieldError("deploy_replicas takes exactly one of 'bundle_dir' (a bundle in the cluster's store) "
+                             "and 'image' (a model image)")
+        d = Deployment(_str(b, "model_name"), _version(b), digest, _count(b, "num_replicas"),
+                       validate_pkgs(_str_list(b, "pkgs_to_install", [])),
+                       bundle=_str(b, "bundle_dir") if "bundle_dir" in b else None,
+                       image=_str(b, "image") if "image" in b else None)
         await self.controller.deploy(d)
         return f"Started {d.num_replicas} replica(s) of {d.name}:{d.version}"
 
@@ -212,7 +217,8 @@ class AdminAPI:
 
     async def _get_deployment(self, b: dict[str, Any]) -> dict[str, Any]:
         d = self.state.get_deployment(_str(b, "model_name"), _version(b))
-        return {} if d is None else {"model_name": d.name, "model_version": d.version, "bundle_dir": d.bundle_dir,
+        return {} if d is None else {"model_name": d.name, "model_version": d.version, "bundle_dir": d.bundle,
+                                     "image": d.image,
                                      "digest": d.digest, "num_replicas": d.num_replicas, "pkgs_to_install": d.pkgs}
 
 

@@ -26,7 +26,7 @@ CREATE TABLE IF NOT EXISTS models (name TEXT NOT NULL, version TEXT NOT NULL, in
                                    seq INTEGER NOT NULL, PRIMARY KEY (name, version));
 CREATE TABLE IF NOT EXISTS deployments (name TEXT NOT NULL, version TEXT NOT NULL, bundle_dir TEXT NOT NULL,
                                         digest TEXT NOT NULL, num_replicas INTEGER NOT NULL, pkgs TEXT NOT NULL,
-                                        PRIMARY KEY (name, version));
+                                        image TEXT NOT NULL DEFAULT '', PRIMARY KEY (name, version));
 """
 CONTAINERLESS = "NO_CONTAINER"
 TABLES = ("apps", "links", "models", "deployments")
@@ -61,12 +61,20 @@ class Model:
 
 @dataclass(frozen=True)
 class Deployment:
+    """What the supervisor keeps running for a model version: replicas of a ``bundle`` in the cluster's store (local
+    processes) or of a model ``image`` (containers), exactly one of the two, pinned by the bundle's ``digest``."""
+
     name: str
     version: str
-    bundle_dir: str
     digest: str
     num_replicas: int
     pkgs: list[str]
+    bundle: str | None = None
+    image: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.bundle is None) == (self.image is None):
+            raise ClipperException("a deployment runs either a bundle or an image: give exactly one")
 
 
 class ClusterState:
@@ -76,10 +84,18 @@ class ClusterState:
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(SCHEMA)
+        self._migrate()
         self._lock = threading.RLock()
         # The cluster process is the database's only writer, so reads can be served from memory and
         # the whole cache dropped on any write: the query path then never touches SQLite.
         self._reads: dict[tuple[str, tuple[Any, ...]], list[tuple[Any, ...]]] = {}
+
+    def _migrate(self) -> None:
+        """State written before images had a column of their own kept a model image's tag in ``bundle_dir``."""
+        columns = [r[1] for r in self._db.execute("PRAGMA table_info(deployments)")]
+        if "image" not in columns:
+            self._db.execute("ALTER TABLE deployments ADD COLUMN image TEXT NOT NULL DEFAULT ''")
+            self._db.execute("UPDATE deployments SET image=bundle_dir, bundle_dir='' WHERE bundle_dir NOT LIKE '/%'")
 
     def _q(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         with self._lock:
@@ -256,13 +272,14 @@ class ClusterState:
     # --- deployments (what the local manager keeps running) ---------------------------------
     def put_deployment(self, d: Deployment) -> None:
         """Record (or replace) what the supervisor keeps running for a version."""
-        self._q("INSERT OR REPLACE INTO deployments VALUES (?,?,?,?,?,?)", d.name, d.version, d.bundle_dir, d.digest,
-                d.num_replicas, json.dumps(d.pkgs))
+        self._q("INSERT OR REPLACE INTO deployments (name, version, bundle_dir, digest, num_replicas, pkgs, image) "
+                "VALUES (?,?,?,?,?,?,?)", d.name, d.version, d.bundle or "", d.digest, d.num_replicas,
+                json.dumps(d.pkgs), d.image or "")
 
     def deployments(self) -> list[Deployment]:
         """Every recorded deployment."""
-        return [Deployment(n, v, b, dg, nr, json.loads(p)) for n, v, b, dg, nr, p in
-                self._q("SELECT * FROM deployments")]
+        return [Deployment(n, v, dg, nr, json.loads(p), bundle=b or None, image=i or None) for n, v, b, dg, nr, p, i in
+                self._q("SELECT name, version, bundle_dir, digest, num_replicas, pkgs, image FROM deployments")]
 
     def get_deployment(self, name: str, version: str) -> Deployment | None:
         """The deployment of ``name:version``, or ``None``."""

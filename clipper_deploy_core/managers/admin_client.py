@@ -21,11 +21,12 @@ class AdminBackedManager(ContainerManager):
     def _containers(self) -> list[dict[str, Any]]:
         return list(self._admin("get_all_containers", {"verbose": True}))
 
-    def _deploy(self, name: str, version: str, source: str, digest: str, num_replicas: int,
-                pkgs: list[str] | None = None) -> None:
-        self._admin("deploy_replicas", {"model_name": name, "model_version": str(version), "bundle_dir": source,
-                                        "digest": digest, "num_replicas": num_replicas,
-                                        "pkgs_to_install": pkgs or []}, timeout=3600)
+    def _deploy(self, name: str, version: str, digest: str, num_replicas: int, *, bundle: str | None = None,
+                image: str | None = None, pkgs: list[str] | None = None) -> None:
+        """Ask the cluster to run ``num_replicas`` replicas of a ``bundle`` in its store or of a model ``image``."""
+        runs = {"bundle_dir": bundle} if bundle is not None else {"image": image}
+        self._admin("deploy_replicas", {"model_name": name, "model_version": str(version), **runs, "digest": digest,
+                                        "num_replicas": num_replicas, "pkgs_to_install": pkgs or []}, timeout=3600)
 
     def get_num_replicas(self, name: str, version: str) -> int:
         return sum(1 for c in self._containers() if (c["model_name"], c["model_version"]) == (name, str(version)))

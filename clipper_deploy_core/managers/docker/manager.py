@@ -226,7 +226,7 @@ class DockerContainerManager(RemoteAddresses, AdminBackedManager):
         if (env.get("CLIPPER_MODEL_NAME"), env.get("CLIPPER_MODEL_VERSION")) != (name, str(version)):
             raise ClipperException(f"Image {image} holds model {env.get('CLIPPER_MODEL_NAME')}:"
                                    f"{env.get('CLIPPER_MODEL_VERSION')}, not {name}:{version}")
-        self._deploy(name, version, image, env.get("CLIPPER_BUNDLE_DIGEST", ""), num_replicas)
+        self._deploy(name, version, env.get("CLIPPER_BUNDLE_DIGEST", ""), num_replicas, image=image)
 
     def get_logs(self, logging_dir: str) -> list[str]:
         """Each container's log, plus the logs of replica containers that exited (kept by the frontend)."""

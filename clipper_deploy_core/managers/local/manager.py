@@ -164,7 +164,9 @@ class LocalContainerManager(AdminBackedManager):
 
     def deploy_model(self, name: str, version: str, input_type: str, image: str, num_replicas: int = 1) -> None:
         manifest = read_manifest(image)
-        self._deploy(name, version, image, bundle_digest(Path(image)), num_replicas, manifest.pkgs_to_install)
+        # Clipper calls what build_model returned an "image"; here it is the bundle's directory in the store.
+        self._deploy(name, version, bundle_digest(Path(image)), num_replicas, bundle=image,
+                     pkgs=manifest.pkgs_to_install)
 
     def get_logs(self, logging_dir: str) -> list[str]:
         out = Path(logging_dir)
