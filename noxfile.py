@@ -34,11 +34,13 @@ CORE = ["-e", ".[test]"]
 PYTEST = ["pytest", "-p", "no:cacheprovider"]
 
 
-def _install(session: nox.Session, *args: str) -> None:
+def _install(session: nox.Session, *args: str, torch: bool = False) -> None:
+    """``torch=True`` for sessions that install torch: only they look at PyTorch's index (set
+    CLIPPER_DEPLOY_TORCH_INDEX to "" to use the package index alone)."""
     extra: list[str] = []
     for d in FIND_LINKS:
         extra += ["--find-links", d]
-    if not HAS_LOCAL_TORCH:
+    if torch and not HAS_LOCAL_TORCH and TORCH_CPU_INDEX:
         extra += ["--extra-index-url", TORCH_CPU_INDEX, "--index-strategy", "unsafe-best-match"]
     session.install(*extra, *args)
 
@@ -64,7 +66,7 @@ def docker(session: nox.Session) -> None:
     """Against a real Docker engine (DOCKER_HOST; scripts/docker-engine.sh starts one): images, the Docker manager, and
     the Kubernetes manager's pods run as containers."""
     _install(session, "-e", ".[test,docker,kubernetes]", "-e", "plugins/clipper-deploy-pytorch[framework]", "kmock",
-             "pytest-asyncio")
+             "pytest-asyncio", torch=True)
     session.run(*PYTEST, "tests/docker", *session.posargs, env=_scratch_env(session))
 
 
@@ -89,7 +91,7 @@ def lint(session: nox.Session) -> None:
 def plugin(session: nox.Session, plugin: str) -> None:
     """One plugin with its framework, against the core in this checkout."""
     d = ROOT / "plugins" / f"clipper-deploy-{plugin}"
-    _install(session, *CORE, "-e", f"{d}[framework,test]")
+    _install(session, *CORE, "-e", f"{d}[framework,test]", torch=True)
     session.run(*PYTEST, str(d / "tests"), *session.posargs, env=_scratch_env(session))
 
 
@@ -131,7 +133,7 @@ def all_plugins(session: nox.Session) -> None:
     for p, d in zip(PLUGINS, PLUGIN_DIRS, strict=True):
         if p not in ISOLATED:
             args += ["-e", f"{d}[framework]"]
-    _install(session, *args)
+    _install(session, *args, torch=True)
     session.run("uv", "pip", "check", "--python", str(Path(session.bin) / "python"), external=True)
     session.run(*PYTEST, "tests/test_plugins.py", "tests/test_all_plugins.py", *session.posargs,
                 env=_scratch_env(session))
