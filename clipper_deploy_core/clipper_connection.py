@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import cloudpickle
 
@@ -19,6 +19,25 @@ from .naming import validate_name, validate_version
 
 CONTAINERLESS_MODEL_IMAGE = "NO_CONTAINER"
 logger = logging.getLogger(__name__)
+
+
+class _ModelArgs(NamedTuple):
+    """A model version's arguments, checked once where they enter."""
+
+    name: str
+    version: str
+    input_type: str
+    labels: list[str]
+    num_replicas: int
+    batch_size: int
+
+    @classmethod
+    def of(cls, name: str, version: Any, input_type: str, labels: list[str] | None, num_replicas: int,
+           batch_size: int) -> _ModelArgs:
+        args = cls(validate_name(name), validate_version(version), canonical_input_type(input_type),
+                   validate_labels(labels), num_replicas, batch_size)
+        validate_deploy_args(num_replicas, batch_size)
+        return args
 
 
 class ClipperConnection:
@@ -103,46 +122,46 @@ class ClipperConnection:
         return list(self._post("get_linked_models", {"app_name": app_name}))
 
     # --- models -------------------------------------------------------------------------------
+    # Each public method checks its arguments once, where they enter; the private steps trust them.
     def build_model(self, name: str, version: Any, model_data_path: str, base_image: str,
                     container_registry: str | None = None, pkgs_to_install: list[str] | None = None) -> str:
-        validate_name(name)
-        return self.cm.build_model(name, validate_version(version), model_data_path, base_image, container_registry,
-                                   pkgs_to_install)
+        return self.cm.build_model(validate_name(name), validate_version(version), model_data_path, base_image,
+                                   container_registry, pkgs_to_install)
 
     def deploy_model(self, name: str, version: Any, input_type: str, image: str, labels: list[str] | None = None,
                      num_replicas: int = 1, batch_size: int = -1) -> None:
         self._check()
-        validate_name(name)
-        version = validate_version(version)
-        input_type = canonical_input_type(input_type)
-        labels = validate_labels(labels)
-        validate_deploy_args(num_replicas, batch_size)
-        if self.get_model_info(name, version) is not None:
-            raise ClipperException(f"model with name '{name}' and version '{version}' already exists")
-        self.cm.deploy_model(name, version, input_type, image, num_replicas)
-        try:
-            self.register_model(name, version, input_type, image=image, labels=labels, batch_size=batch_size)
-        except ClipperException:
-            self.cm.stop_models({name: [version]})  # Clipper left these running; we clean up
-            raise
+        self._deploy(_ModelArgs.of(name, version, input_type, labels, num_replicas, batch_size), image)
 
     def build_and_deploy_model(self, name: str, version: Any, input_type: str, model_data_path: str,
                                base_image: str, labels: Sequence[str] | None = None,
                                container_registry: str | None = None, num_replicas: int = 1, batch_size: int = -1,
                                pkgs_to_install: Sequence[str] | None = None) -> None:
         self._check()
-        image = self.build_model(name, version, model_data_path, base_image, container_registry,
-                                 list(pkgs_to_install or []))
-        self.deploy_model(name, version, input_type, image, list(labels or []), num_replicas, batch_size)
+        m = _ModelArgs.of(name, version, input_type, list(labels or []), num_replicas, batch_size)  # before building
+        image = self.cm.build_model(m.name, m.version, model_data_path, base_image, container_registry,
+                                    list(pkgs_to_install or []))
+        self._deploy(m, image)
 
     def register_model(self, name: str, version: Any, input_type: str, image: str | None = None,
                        labels: list[str] | None = None, batch_size: int = -1) -> None:
         self._check()
-        validate_name(name)
-        self._post("add_model", {"model_name": name, "model_version": validate_version(version),
-                                 "labels": validate_labels(labels), "input_type": canonical_input_type(input_type),
-                                 "container_name": image or CONTAINERLESS_MODEL_IMAGE,
-                                 "model_data_path": "DEPRECATED", "batch_size": batch_size})
+        self._register(_ModelArgs.of(name, version, input_type, labels, 1, batch_size), image)
+
+    def _deploy(self, m: _ModelArgs, image: str) -> None:
+        if self.get_model_info(m.name, m.version) is not None:
+            raise ClipperException(f"model with name '{m.name}' and version '{m.version}' already exists")
+        self.cm.deploy_model(m.name, m.version, m.input_type, image, m.num_replicas)
+        try:
+            self._register(m, image)
+        except ClipperException:
+            self.cm.stop_models({m.name: [m.version]})  # Clipper left these running; we clean up
+            raise
+
+    def _register(self, m: _ModelArgs, image: str | None) -> None:
+        self._post("add_model", {"model_name": m.name, "model_version": m.version, "labels": m.labels,
+                                 "input_type": m.input_type, "container_name": image or CONTAINERLESS_MODEL_IMAGE,
+                                 "model_data_path": "DEPRECATED", "batch_size": m.batch_size})
 
     def get_current_model_version(self, name: str) -> str:
         for m in self.get_all_models(verbose=True):
