@@ -16,6 +16,7 @@ import json
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from ..frontend.admin_api import AdminAPI, ReplicaController
@@ -32,6 +33,25 @@ from ..wire import MAX_FRAME_ENV, frame_cap_for
 from .supervisor import ReplicaRunner, ReplicaSupervisor
 
 DEFAULT_MAX_BODY = 16 * 1024 * 1024
+
+
+def _local_processes(args: argparse.Namespace, home: Path) -> tuple[ReplicaRunner, str]:
+    from .local_processes import ProcessRunner
+
+    return ProcessRunner(home, Path(args.env_root) if args.env_root else None), "127.0.0.1"
+
+
+def _docker_containers(args: argparse.Namespace, home: Path) -> tuple[ReplicaRunner, str]:
+    from .docker_containers import ContainerRunner
+
+    containers = ContainerRunner.from_env(home)
+    return containers, containers.rpc_host
+
+
+# Where the supervisor runs replicas: a runner, and the address replicas reach the RPC port at. On Kubernetes no
+# runner runs them (Kubernetes does), so that mode is a controller of its own, not an entry here.
+RUNNERS: dict[str, Callable[[argparse.Namespace, Path], tuple[ReplicaRunner, str]]] = {
+    "local": _local_processes, "docker": _docker_containers}
 
 
 async def serve(args: argparse.Namespace) -> None:
@@ -70,16 +90,7 @@ async def serve(args: argparse.Namespace) -> None:
                                 on_replica_gone=controller.mark_gone, max_frame=max_frame)
         rpc_host = args.rpc_host
     else:
-        runner: ReplicaRunner
-        if args.replicas == "docker":
-            from .docker_containers import ContainerRunner
-
-            containers = ContainerRunner.from_env(home)
-            runner, rpc_host = containers, containers.rpc_host
-        else:
-            from .local_processes import ProcessRunner
-
-            runner, rpc_host = ProcessRunner(home, Path(args.env_root) if args.env_root else None), "127.0.0.1"
+        runner, rpc_host = RUNNERS[args.replicas](args, home)
         replica_env = {SECRET_ENV: secret, MAX_FRAME_ENV: str(max_frame)}
         supervisor = ReplicaSupervisor(state, home, runner, lambda: (rpc_host, rpc_port[0]), replica_env=replica_env)
         controller = supervisor
@@ -152,7 +163,7 @@ def main() -> int:
     p.add_argument("--admin-port", type=int, default=1338)
     p.add_argument("--rpc-host", default="127.0.0.1", help="where replicas connect (0.0.0.0 in a bridge network)")
     p.add_argument("--rpc-port", type=int, default=7000)
-    p.add_argument("--replicas", choices=("local", "docker", "kubernetes"), default="local",
+    p.add_argument("--replicas", choices=(*RUNNERS, "kubernetes"), default="local",
                    help="run replicas as local processes or Docker containers, or let Kubernetes run them")
     p.add_argument("--max-body", type=int, default=DEFAULT_MAX_BODY)
     p.add_argument("--max-batch-rows", type=int, default=DEFAULT_MAX_BATCH_ROWS, help="rows one query may hold")
