@@ -122,20 +122,27 @@ def gluon_predict(model, inputs):
     return [json.dumps([round(float(v), 4) for v in row]) for row in model(mx.nd.array(inputs)).asnumpy()]
 
 
+def trained_gluon_net(xs, ys, epochs, hybridize=False):
+    net = GluonNet()
+    net.initialize(mx.init.Xavier())
+    if hybridize:
+        net.hybridize()
+    trainer = mx.gluon.Trainer(net.collect_params(), "adam", {"learning_rate": 0.05})
+    loss_fn = mx.gluon.loss.SoftmaxCrossEntropyLoss()
+    for _ in range(epochs):
+        with mx.autograd.record():
+            loss = loss_fn(net(mx.nd.array(xs)), mx.nd.array(ys))
+        loss.backward()
+        trainer.step(len(xs))
+    return net
+
+
 def test_trained_gluon_network_served_equals_in_process(conn):
     mx.random.seed(1)
     rng = np.random.default_rng(1)
     xs = rng.normal(size=(200, 6)).astype(np.float32)
     ys = (xs[:, 0] > 0).astype(np.float32) + (xs[:, 1] > 0)
-    net = GluonNet()
-    net.initialize(mx.init.Xavier())
-    trainer = mx.gluon.Trainer(net.collect_params(), "adam", {"learning_rate": 0.05})
-    loss_fn = mx.gluon.loss.SoftmaxCrossEntropyLoss()
-    for _ in range(20):
-        with mx.autograd.record():
-            loss = loss_fn(net(mx.nd.array(xs)), mx.nd.array(ys))
-        loss.backward()
-        trainer.step(len(xs))
+    net = trained_gluon_net(xs, ys, epochs=20)
     queries = rng.normal(size=(9, 6)).round(3).tolist()
     want = [json.loads(s) for s in gluon_predict(net, queries)]
     result = deploy(conn, net, gluon_predict, name="gluon-net", mxnet_data_shapes=[("data", (1, 6))])
@@ -149,16 +156,7 @@ def test_a_trained_hybridized_gluon_block_is_deployed_without_data_shapes(conn):
     rng = np.random.default_rng(2)
     xs = rng.normal(size=(100, 6)).astype(np.float32)
     ys = (xs[:, 0] > 0).astype(np.float32)
-    net = GluonNet()
-    net.initialize(mx.init.Xavier())
-    net.hybridize()
-    trainer = mx.gluon.Trainer(net.collect_params(), "adam", {"learning_rate": 0.05})
-    loss_fn = mx.gluon.loss.SoftmaxCrossEntropyLoss()
-    for _ in range(10):
-        with mx.autograd.record():
-            loss = loss_fn(net(mx.nd.array(xs)), mx.nd.array(ys))
-        loss.backward()
-        trainer.step(len(xs))
+    net = trained_gluon_net(xs, ys, epochs=10, hybridize=True)
     queries = rng.normal(size=(4, 6)).round(3).tolist()
     want = [json.loads(s) for s in gluon_predict(net, queries)]
     deploy(conn, net, gluon_predict, name="gluon-noshapes")  # no mxnet_data_shapes: (1, 6) from the first Dense
