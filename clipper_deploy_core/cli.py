@@ -135,11 +135,9 @@ def _replicas(args: argparse.Namespace) -> int:
 
 
 def _logs(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from .envs import cluster_dir
 
-    from .envs import default_home
-
-    where = args.dir or str(Path(default_home()) / "clusters" / args.cluster / "collected-logs")
+    where = args.dir or str(cluster_dir(args.cluster) / "collected-logs")
     for path in _connected(args).get_clipper_logs(where):
         print(path)
     return 0

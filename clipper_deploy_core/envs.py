@@ -28,6 +28,11 @@ def default_home() -> Path:
     return Path(os.environ.get("CLIPPER_DEPLOY_HOME") or Path.home() / ".clipper-deploy")
 
 
+def cluster_dir(name: str, home: Path | None = None) -> Path:
+    """The directory of cluster ``name`` on this machine: its state, token, secret, bundles and logs."""
+    return (home or default_home()) / "clusters" / name
+
+
 def env_key(pkgs: Sequence[str]) -> str:
     ident = json.dumps({"python": platform.python_version(), "prefix": sys.prefix, "pkgs": sorted(pkgs)})
     return hashlib.sha256(ident.encode()).hexdigest()[:20]

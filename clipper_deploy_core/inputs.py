@@ -46,7 +46,6 @@ class InputError(ClipperException):
     """One input does not fit the app's input type. ``cause`` says what is wrong."""
 
 
-_FAST_KINDS = {"integers": "i", "floats": "if", "doubles": "if"}
 _INTS: frozenset[type] = frozenset({int})
 _NUMBERS: frozenset[type] = frozenset({int, float})
 
@@ -72,10 +71,11 @@ def validate_input(input_type: str, x: Any, where: str = "input", may_hold_bools
                 arr = np.array(x)
             except (ValueError, OverflowError):
                 arr = None
-            if arr is not None and arr.ndim == 1 and arr.dtype.kind in _FAST_KINDS[input_type] and (
-                    input_type != "integers" or (arr.min() >= _INT32[0] and arr.max() <= _INT32[1])):
-                return arr.astype(NUMPY_DTYPES[input_type], copy=False)
-            # fall through: the checks below say precisely what is wrong
+            if arr is not None and arr.ndim == 1:
+                try:
+                    return numeric_rows(input_type, arr[None, :], where)[0]  # the batch check, on one row
+                except InputError:
+                    pass  # fall through: the checks below say precisely what is wrong
         kinds = set(map(type, x))  # one C-level pass; bools are their own type here, unlike isinstance
         allowed = _INTS if input_type == "integers" else _NUMBERS
         if not kinds <= allowed:

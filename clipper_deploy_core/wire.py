@@ -24,11 +24,13 @@ HEADER = struct.Struct("<I")
 # After the handshake, frames are capped near the query port's request cap: a batch is at most what the
 # queries brought in, a reply about as much again. The cluster process hands its value to replicas.
 MAX_FRAME_ENV = "CLIPPER_MAX_FRAME"
-DEFAULT_MAX_FRAME = 2 * 16 * 1024 * 1024 + 1024 * 1024
 
 
 def frame_cap_for(max_body: int) -> int:
     return 2 * max_body + 1024 * 1024
+
+
+DEFAULT_MAX_FRAME = frame_cap_for(16 * 1024 * 1024)  # for the default max_request_bytes
 
 
 def encode(msg: dict[str, Any], payload: bytes = b"") -> bytes:

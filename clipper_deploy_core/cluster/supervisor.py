@@ -1,7 +1,7 @@
 """Keeps each model version's replicas running: start, wait for readiness, restart with backoff, drain.
 
 Where a replica runs is a ``ReplicaRunner``'s business: local processes
-(:mod:`.local.processes`) or containers (:mod:`.docker.containers`). The supervisor owns the
+(:mod:`.local_processes`) or containers (:mod:`.docker_containers`). The supervisor owns the
 policy, so every manager restarts, reports and scales the same way.
 """
 
@@ -91,19 +91,12 @@ class ReplicaRunner(Protocol):
         """On (re)start of the cluster: remove replicas a previous cluster process left behind."""
 
 
-def _read_from(path: Path, offset: int) -> str:
+def log_tail(path: Path, offset: int = 0) -> str:
+    """The end of a replica's log (from byte ``offset``: one start's output), for error messages."""
     try:
         with open(path, errors="replace") as f:
             f.seek(offset)
             return f.read()[-LOG_TAIL:]
-    except OSError:
-        return ""
-
-
-def log_tail(path: Path) -> str:
-    """The end of a replica's log, for error messages."""
-    try:
-        return path.read_text(errors="replace")[-LOG_TAIL:]
     except OSError:
         return "(no log)"
 
@@ -237,7 +230,7 @@ class ReplicaSupervisor(ReplicaController):
                 return
             if not r.linked:  # it died before it linked: keep why, for status, metrics and queries
                 r.failed_starts += 1
-                r.last_error = last_error(_read_from(r.log, r.log_offset)) or f"exited with code {code}"
+                r.last_error = last_error(log_tail(r.log, r.log_offset)) or f"exited with code {code}"
             if not r.ready.is_set() and r.restarts == 0:
                 r.status = "failed"  # never got ready on its first start: the deploy reports it
                 r.failed.set()

@@ -260,10 +260,7 @@ class _HttpProtocol(HttpToolsProtocol):  # type: ignore[misc]
             part, data = (data, b"") if len(data) <= room else (data[:room], data[room:])
             self._head_bytes += len(part)
             if part:
-                self._feed(part)
-            if self._url_bytes > self.limits.max_url:
-                self._reject(414, "URI too long", f"The request target exceeds {self.limits.max_url} bytes")
-                return
+                self._feed(part)  # on_url answers 414 itself, as soon as the request target outgrows its cap
             if self._in_head and self._head_bytes >= self.limits.max_head:
                 self._reject(431, "Request header fields too large",
                              f"The request line and headers exceed {self.limits.max_head} bytes")

@@ -176,19 +176,14 @@ class QueryAPI:
         deadline = time.monotonic() + slo
         queue = self.dispatcher.queue(key, model.batch_size)
         n = len(inputs)
-        if n == 1:
-            task = Task(inputs[0], deadline, slo)
-            queue.put(task)
-            tasks = [task]
-        else:
-            tasks = []
-            for start in range(0, n, ENQUEUE_CHUNK):
-                if start:
-                    await asyncio.sleep(0)  # let other queries in between the chunks of a large batch
-                chunk = [Task(inputs[i], deadline, slo) for i in range(start, min(n, start + ENQUEUE_CHUNK))]
-                for t in chunk:
-                    queue.put(t)
-                tasks += chunk
+        tasks: list[Task] = []
+        for start in range(0, n, ENQUEUE_CHUNK):
+            if start:
+                await asyncio.sleep(0)  # let other queries in between the chunks of a large batch
+            chunk = [Task(inputs[i], deadline, slo) for i in range(start, min(n, start + ENQUEUE_CHUNK))]
+            for t in chunk:
+                queue.put(t)
+            tasks += chunk
         self.metrics.model(*key).requests.inc(n)
         # One timer per request answers whatever is still pending at the deadline with the SLO default.
         timer = asyncio.get_running_loop().call_at(_loop_time(deadline), _expire, tasks)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ...bundle import bundle_digest, read_manifest, verify_bundle
-from ...envs import default_home
+from ...envs import cluster_dir, default_home
 from ...exceptions import ClipperException
 from ...http_client import request
 from ...naming import validate_name
@@ -67,7 +67,7 @@ class LocalContainerManager(AdminBackedManager):
         self.cluster_identifier = cluster_name
         self.ports = (clipper_query_port, clipper_management_port, clipper_rpc_port)
         self.home = Path(home or default_home())
-        self.dir = self.home / "clusters" / cluster_name
+        self.dir = cluster_dir(cluster_name, self.home)
         self.query_host, self.admin_host = query_host, admin_host
         self.max_request_bytes, self.admin_token = max_request_bytes, admin_token
         self.insecure_loopback_admin = insecure_loopback_admin
