@@ -58,13 +58,15 @@ class ContainerManager(abc.ABC):
 
     @abc.abstractmethod
     def stop_models(self, models: dict[str, list[str]]) -> None:
-        """Stop every replica of each ``{name: [version, ...]}``; versions without replicas are skipped.
+        """Stop every replica of each ``{name: [version, ...]}``; versions without replicas are skipped. Returns
+        once the replicas have stopped (not merely been asked to), so none is listed or routed to afterwards.
         Called: by ``ClipperConnection.stop_versioned_models`` (``stop_models``, ``stop_inactive_model_versions``),
         before the versions are unregistered."""
 
     @abc.abstractmethod
     def stop_all_model_containers(self) -> None:
-        """Stop every replica of every model. Called: by ``ClipperConnection.stop_all_model_containers``."""
+        """Stop every replica of every model, returning once they have stopped.
+        Called: by ``ClipperConnection.stop_all_model_containers``."""
 
     @abc.abstractmethod
     def stop_all(self, graceful: bool = True) -> None:

@@ -4,10 +4,12 @@ The manager writes its objects to kmock (the emulated API server, listening wher
 reach it). A small kubelet here plays Kubernetes' part with the real Docker engine: each Deployment's
 pod template runs as containers on a bridge network, with the template's image, command and
 environment (``secretKeyRef`` and ``fieldRef`` resolved from the API), Service DNS names as network
-aliases, and availability from the pod's own readiness probe, fetched over HTTP. What is not
-Kubernetes here: scheduling, kube-proxy (the tests reach pod IPs directly), and the API server's
-own logic (kmock stores objects without checking them). The frontend reads the emulated API with a
-kubeconfig instead of a service account token.
+aliases, and availability from the pod's own readiness probe, fetched over HTTP. Each running pod is
+also a Pod object in the API, whose log subresource serves the container's log. What is not
+Kubernetes here: scheduling; kube-proxy, which the kubelet stands in for by making the node's
+address the first frontend pod's and giving each NodePort Service its own port as node port; and
+the API server's own logic (kmock stores objects without checking them). The frontend reads the
+emulated API with a kubeconfig instead of a service account token.
 """
 
 import functools
@@ -24,7 +26,7 @@ from clipper_deploy_core.managers.kubernetes import KubernetesContainerManager
 from clipper_deploy_core.managers.kubernetes import manifests as mf
 from clipper_deploy_core.testing import wait_until
 
-from ..kubernetes.emulator import start_emulator
+from ..kubernetes.emulator import react, start_emulator
 
 NETWORK = "clipper-deploy-k8s-pods"
 POD_LABEL = "ai.clipper-deploy.test-pod"
@@ -44,6 +46,8 @@ class Kubelet:
         self.kubeconfig = kubeconfig_path
         self.pods: dict[str, list] = {}  # deployment -> containers
         self.errors: list[str] = []
+        self.log_routes: set[str] = set()
+        self.last_logs: dict[str, str] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
@@ -87,7 +91,33 @@ class Kubelet:
             networking_config=api.create_networking_config(
                 {self.network: api.create_endpoint_config(aliases=self.aliases(deployment, ns))}))
         api.start(created["Id"])
-        return self.docker.containers.get(created["Id"])
+        container = self.docker.containers.get(created["Id"])
+        self.core.create_namespaced_pod(ns, {
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": pod_name, "namespace": ns, "labels": deployment.spec.template.metadata.labels},
+            "status": {"phase": "Running"}})
+        if pod_name not in self.log_routes:  # a pod name comes back after a scale-down: its route stays
+            self.log_routes.add(pod_name)
+            react(self.kube, f"GET /api/v1/namespaces/{ns}/pods/{pod_name}/log", lambda: self.log(pod_name))
+        if c.name == "frontend" and index == 0:  # the node kube-proxy would forward from: this pod
+            self.core.patch_node("node-1", {"status": {"addresses": [
+                {"type": "InternalIP", "address": self.ip(container)}]}})
+        return container
+
+    def log(self, pod_name):
+        """A pod's log, from its container, or as it stood when the container was removed (a read races removal)."""
+        import docker.errors
+
+        try:
+            return self.docker.containers.get(pod_name).logs().decode(errors="replace")
+        except docker.errors.APIError:
+            return self.last_logs.get(pod_name, "")
+
+    def remove_pod(self, container):
+        """As Kubernetes does: the container stops, then the Pod object goes."""
+        self.last_logs[container.name] = container.logs().decode(errors="replace")
+        container.remove(force=True)
+        self.core.delete_namespaced_pod(container.name, "default")
 
     def probe(self, container, probe, template_container):
         """The pod's own probe: httpGet on its path and port (a named port looked up in the container's ports)."""
@@ -114,6 +144,12 @@ class Kubelet:
                     self.errors.append(text)
 
     def sync(self):
+        for svc in self.core.list_service_for_all_namespaces().items:  # the API server allocates node ports
+            if svc.spec.type == "NodePort" and not svc.spec.ports[0].node_port:
+                ports = [{"name": p.name, "port": p.port, "targetPort": p.target_port, "protocol": p.protocol,
+                          "nodePort": p.port} for p in svc.spec.ports]
+                self.core.patch_namespaced_service(svc.metadata.name, svc.metadata.namespace,
+                                                   {"spec": {"ports": ports}})
         seen = set()
         for d in self.apps.list_deployment_for_all_namespaces().items:
             name = d.metadata.name
@@ -122,7 +158,7 @@ class Kubelet:
             while len(pods) < d.spec.replicas:
                 pods.append(self.run_pod(d, len(pods)))
             while len(pods) > d.spec.replicas:
-                pods.pop().remove(force=True)
+                self.remove_pod(pods.pop())
             (c,) = d.spec.template.spec.containers
             ready = sum(1 for p in pods if self.probe(p, c.readiness_probe, c))
             if d.status is None or d.status.available_replicas != ready:
@@ -131,7 +167,7 @@ class Kubelet:
                                                             "availableReplicas": ready}})
         for name in set(self.pods) - seen:  # the Deployment was deleted: so are its pods
             for p in self.pods.pop(name):
-                p.remove(force=True)
+                self.remove_pod(p)
 
     def ip(self, container):
         container.reload()
@@ -149,7 +185,8 @@ class Kubelet:
 
 
 @pytest.fixture()
-def cluster(docker_client, core_image, tmp_path):
+def kubelet(docker_client, tmp_path):
+    """The emulated API server and a kubelet running its pods, on a fresh bridge network."""
     for stale in docker_client.containers.list(all=True, filters={"label": POD_LABEL}):
         stale.remove(force=True)
     for stale in docker_client.networks.list(names=[NETWORK]):  # left by an interrupted run
@@ -165,22 +202,27 @@ def cluster(docker_client, core_image, tmp_path):
             "clusters": [{"name": "emulated", "cluster": {"server": f"http://{gateway}:{kube['port']}"}}],
             "users": [{"name": "u", "user": {"token": "x"}}],
             "contexts": [{"name": "emulated", "context": {"cluster": "emulated", "user": "u"}}]}))
-        cm = KubernetesContainerManager("prod", api_client=kube["api"], admin_token="tok", num_frontend_replicas=2,
-                                        frontend_image=core_image[0].tag, rollout_timeout=120,
-                                        docker_client=docker_client)
         try:
             with Kubelet(kube, docker_client, NETWORK, kubeconfig) as kubelet:
-                try:
-                    cm.start_clipper()
-                except Exception as e:
-                    logs = {c.name: c.logs().decode()[-2000:] for pods in kubelet.pods.values() for c in pods}
-                    raise AssertionError(f"{e}\nkubelet errors: {kubelet.errors}\npod logs: {logs}") from e
-                yield cm, kubelet
+                yield kubelet
                 assert kubelet.errors == []
         finally:
             for c in docker_client.containers.list(all=True, filters={"label": POD_LABEL}):
                 c.remove(force=True)
             network.remove()
+
+
+@pytest.fixture()
+def cluster(kubelet, core_image):
+    cm = KubernetesContainerManager("prod", api_client=kubelet.kube["api"], admin_token="tok", num_frontend_replicas=2,
+                                    frontend_image=core_image[0].tag, rollout_timeout=120,
+                                    docker_client=kubelet.docker)
+    try:
+        cm.start_clipper()
+    except Exception as e:
+        logs = {c.name: c.logs().decode()[-2000:] for pods in kubelet.pods.values() for c in pods}
+        raise AssertionError(f"{e}\nkubelet errors: {kubelet.errors}\npod logs: {logs}") from e
+    return cm, kubelet
 
 
 def test_the_frontend_and_model_pods_run_and_serve_through_both_frontends(cluster, core_image, tmp_path):
@@ -245,12 +287,7 @@ def test_the_users_path_create_endpoint_through_a_clipper_connection(cluster, co
     from clipper_deploy_core.deployers.python import create_endpoint
 
     _, kubelet = cluster
-    core = client.CoreV1Api(kubelet.kube["api"])
-    node_ip = kubelet.ip(kubelet.pods["prod-frontend"][0])
-    core.patch_node("node-1", {"status": {"addresses": [{"type": "InternalIP", "address": node_ip}]}})
-    for role, port in (("query", mf.QUERY_PORT), ("admin", mf.ADMIN_PORT)):
-        core.patch_namespaced_service(f"prod-{role}", "default", {"spec": {"ports": [
-            {"name": role, "port": port, "targetPort": role, "protocol": "TCP", "nodePort": port}]}})
+    node_ip = kubelet.ip(kubelet.pods["prod-frontend"][0])  # the node, as the kubelet made it
     conn = ClipperConnection(KubernetesContainerManager("prod", useInternalIP=True, api_client=kubelet.kube["api"],
                                                         docker_client=kubelet.docker, rollout_timeout=120))
     conn.connect()
@@ -261,3 +298,12 @@ def test_the_users_path_create_endpoint_through_a_clipper_connection(cluster, co
     assert status == 200 and json.loads(text)["output"] == 3
     conn.stop_all()
     assert client.AppsV1Api(kubelet.kube["api"]).list_namespaced_deployment("default").items == []
+
+
+def test_the_manager_conformance_kit(kubelet, core_image):
+    """The kit manager authors run, against the Kubernetes manager."""
+    from clipper_deploy_core.testing.managers import check_manager
+
+    check_manager(lambda name: KubernetesContainerManager(
+        name, useInternalIP=True, api_client=kubelet.kube["api"], frontend_image=core_image[0].tag,
+        docker_client=kubelet.docker, rollout_timeout=120))

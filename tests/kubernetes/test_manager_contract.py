@@ -4,6 +4,7 @@ The emulator runs no controllers: the ``controller`` fixture marks rollouts avai
 broken pod. Each test checks which objects exist afterwards, not only that calls returned.
 """
 
+import threading
 import time
 
 import pytest
@@ -179,3 +180,30 @@ def test_bad_arguments_are_refused():
         KubernetesContainerManager(model_resources={"m": {"gpu": 1}}, api_client=object()).render_model(
             "m", "1", "doubles", "img")
     assert mf.ClusterSpec("x").labels("frontend")[mf.CLUSTER] == "x"
+
+
+def test_stop_models_returns_once_the_pods_are_gone_and_names_the_ones_that_stay(kube, controller):
+    """A deleted Deployment's pods terminate before stop_models returns: no replica is listed or routed to after it."""
+    cm = manager(kube, rollout_timeout=1)
+    cm.start_clipper()
+    cm.deploy_model("small", "1", "doubles", "registry.example/prod-small:1")
+    core = client.CoreV1Api(kube["api"])
+    labels = mf.model_labels(cm.spec, mf.ModelSpec("small", "1", "", ""))
+    core.create_namespaced_pod("default", {"apiVersion": "v1", "kind": "Pod",
+                                           "metadata": {"name": "prod-small-1-stuck", "labels": labels}})
+    with pytest.raises(ClipperException, match="Stopping small:1: pods still terminating after 1s: prod-small-1-stuck"):
+        cm.stop_models({"small": ["1"]})
+    cm.deploy_model("small", "2", "doubles", "registry.example/prod-small:2")
+    labels = mf.model_labels(cm.spec, mf.ModelSpec("small", "2", "", ""))
+    core.create_namespaced_pod("default", {"apiVersion": "v1", "kind": "Pod",
+                                           "metadata": {"name": "prod-small-2-going", "labels": labels}})
+    deleting = threading.Event()
+
+    def terminate():
+        deleting.set()
+        core.delete_namespaced_pod("prod-small-2-going", "default")
+
+    threading.Timer(0.3, terminate).start()
+    cm.stop_models({"small": ["2"]})
+    assert deleting.is_set()  # it returned after the pod went, not before
+    assert [p.metadata.name for p in core.list_namespaced_pod("default").items] == ["prod-small-1-stuck"]

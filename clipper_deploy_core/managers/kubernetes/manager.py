@@ -258,6 +258,15 @@ class KubernetesContainerManager(RemoteAddresses, ContainerManager):
                                        f"({available}/{replicas} pods ready). {self._pod_report(labels)}")
             time.sleep(0.5)  # polls the Deployment's status until the deadline
 
+    def _wait_gone(self, labels: dict[str, str], what: str) -> None:
+        """Until no pod matches ``labels``: a deleted Deployment's pods terminate (their replicas unlink) first."""
+        deadline = time.monotonic() + self.rollout_timeout
+        while pods := self._pods(labels):
+            if time.monotonic() > deadline:
+                names = ", ".join(p.metadata.name for p in pods)
+                raise ClipperException(f"{what}: pods still terminating after {self.rollout_timeout:.0f}s: {names}")
+            time.sleep(0.2)  # polls the pod list until the deadline
+
     def _pods(self, labels: dict[str, str]) -> list[Any]:
         pods = self._core().list_namespaced_pod(self.ns, label_selector=_selector(labels)).items
         return [p for p in pods if _has_labels(p, labels)]
@@ -377,18 +386,31 @@ class KubernetesContainerManager(RemoteAddresses, ContainerManager):
         for name, versions in models.items():
             for v in versions:
                 self._delete_model_deployment(name, str(v))
+        for name, versions in models.items():
+            for v in versions:
+                labels = mf.model_labels(self.spec, mf.ModelSpec(name, str(v), "", ""))
+                self._wait_gone(labels, f"Stopping {name}:{v}")
 
     def stop_all_model_containers(self) -> None:
         for d in self._model_deployments():
             self._apps().delete_namespaced_deployment(d.metadata.name, self.ns)
+        self._wait_gone(self.spec.labels("replica"), "Stopping every model")
 
     def get_logs(self, logging_dir: str) -> list[str]:
         out = Path(logging_dir)
         out.mkdir(parents=True, exist_ok=True)
         paths = []
+        from kubernetes.client.exceptions import ApiException
+
         for pod in self._pods({mf.CLUSTER: mf.label_value(self.cluster_name)}):
+            try:
+                text = self._core().read_namespaced_pod_log(pod.metadata.name, self.ns)
+            except ApiException as e:
+                if e.status == 404:  # deleted since it was listed
+                    continue
+                raise
             dst = out / f"{pod.metadata.name}.log"
-            dst.write_text(self._core().read_namespaced_pod_log(pod.metadata.name, self.ns))
+            dst.write_text(text)
             paths.append(str(dst))
         return paths
 
