@@ -76,3 +76,17 @@ def test_a_deployment_runs_a_bundle_or_an_image_and_old_state_is_migrated(tmp_pa
     assert (by_name["b"].bundle, by_name["b"].image, by_name["b"].num_replicas) == (None, "prod-b:1", 2)
     state.put_deployment(Deployment("c", "1", "d3", 1, ["x==1"], image="prod-c:1"))
     assert state.get_deployment("c", "1").image == "prod-c:1"
+
+
+def test_the_local_store_names_a_bundle_by_its_digest_and_deploys_only_from_there(tmp_path):
+    """build_model computes the digest once and names the stored copy by it; deploy_model takes it from there."""
+    from pathlib import Path
+
+    from clipper_deploy_core.bundle import bundle_digest, save_bundle
+
+    bundle = save_bundle(tmp_path / "b", name="m", version=1, input_type="doubles", func=lambda xs: xs)
+    cm = LocalContainerManager("store", 0, 0, 0, home=tmp_path / "home")
+    stored = cm.build_model("m", "1", str(bundle), "base")
+    assert Path(stored).name == f"m-1-{bundle_digest(Path(bundle))}"
+    with pytest.raises(ClipperException, match="is not a bundle that build_model stored in this cluster"):
+        cm.deploy_model("m", "1", "doubles", str(bundle))

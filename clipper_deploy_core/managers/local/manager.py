@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -151,10 +152,9 @@ class LocalContainerManager(AdminBackedManager):
     # --- models -------------------------------------------------------------------------------
     def build_model(self, name: str, version: str, model_data_path: str, base_image: str,
                     container_registry: str | None = None, pkgs_to_install: list[str] | None = None) -> str:
-        """Copy the verified bundle into the cluster's directory; the "image" is that directory."""
+        """Copy the verified bundle into the cluster's store; the "image" is that directory, named by its digest."""
         verify_bundle(model_data_path, expected_model=(name, str(version)))
-        digest = bundle_digest(Path(model_data_path))
-        dest = self.dir / "bundles" / f"{name}-{version}-{digest[:16]}"
+        dest = self.dir / "bundles" / f"{name}-{version}-{bundle_digest(Path(model_data_path))}"
         if not dest.exists():
             tmp = dest.with_name(dest.name + ".tmp")
             shutil.rmtree(tmp, ignore_errors=True)
@@ -163,10 +163,13 @@ class LocalContainerManager(AdminBackedManager):
         return str(dest)
 
     def deploy_model(self, name: str, version: str, input_type: str, image: str, num_replicas: int = 1) -> None:
-        manifest = read_manifest(image)
-        # Clipper calls what build_model returned an "image"; here it is the bundle's directory in the store.
-        self._deploy(name, version, bundle_digest(Path(image)), num_replicas, bundle=image,
-                     pkgs=manifest.pkgs_to_install)
+        # Clipper calls what build_model returned an "image"; here it is the bundle's directory in the store, whose
+        # name ends with the digest build_model computed (the cluster verifies the bundle against it).
+        stored = Path(image).resolve()
+        digest = stored.name.rsplit("-", 1)[-1]
+        if stored.parent != (self.dir / "bundles").resolve() or not re.fullmatch(r"[0-9a-f]{64}", digest):
+            raise ClipperException(f"{image} is not a bundle that build_model stored in this cluster")
+        self._deploy(name, version, digest, num_replicas, bundle=image, pkgs=read_manifest(image).pkgs_to_install)
 
     def get_logs(self, logging_dir: str) -> list[str]:
         out = Path(logging_dir)
