@@ -18,6 +18,7 @@ import threading
 import urllib.request
 
 import pytest
+from kubernetes.client.exceptions import NotFoundException
 
 from clipper_deploy_core import ClipperException
 from clipper_deploy_core.bundle import save_bundle
@@ -162,9 +163,12 @@ class Kubelet:
             (c,) = d.spec.template.spec.containers
             ready = sum(1 for p in pods if self.probe(p, c.readiness_probe, c))
             if d.status is None or d.status.available_replicas != ready:
-                self.apps.patch_namespaced_deployment_status(
-                    name, d.metadata.namespace, {"status": {"replicas": len(pods), "readyReplicas": ready,
-                                                            "availableReplicas": ready}})
+                try:
+                    self.apps.patch_namespaced_deployment_status(
+                        name, d.metadata.namespace, {"status": {"replicas": len(pods), "readyReplicas": ready,
+                                                                "availableReplicas": ready}})
+                except NotFoundException:  # deleted since it was listed: its pods go on the next pass
+                    pass
         for name in set(self.pods) - seen:  # the Deployment was deleted: so are its pods
             for p in self.pods.pop(name):
                 self.remove_pod(p)
