@@ -213,6 +213,33 @@ def test_a_replica_crash_at_load_reports_its_own_traceback(conn, tmp_path, monke
     assert conn.get_model_info("crashy", 1) is None
 
 
+def test_on_a_local_cluster_the_first_replica_is_the_load_check_and_a_failure_leaves_nothing(
+        conn, tmp_path, monkeypatch):
+    """deploy() skips its fresh-process check where replicas load locally: the replica's traceback fails the
+    deploy, and create_endpoint registers its app only once the replica serves."""
+    import clipper_deploy_core.deployers.common as common
+
+    checks, real_check = [], common.run_check
+    monkeypatch.setattr(common, "run_check", lambda *a, **kw: checks.append(a) or real_check(*a, **kw))
+    (tmp_path / "parent_only2.py").write_text("class Thing:\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import parent_only2
+
+    thing = parent_only2.Thing()
+    with pytest.raises(ClipperException) as e:
+        create_endpoint(conn, "loadcheck", "doubles", lambda xs: [str(thing) for _ in xs])
+    assert "failed to load its model" in str(e.value)
+    assert "ModuleNotFoundError: No module named 'parent_only2'" in str(e.value)
+    assert conn.get_app_info("loadcheck") is None and conn.get_model_info("loadcheck", 1) is None
+    create_endpoint(conn, "loadcheck", "doubles", lambda xs: [str(len(x)) for x in xs])
+    assert post(conn, "/loadcheck/predict", {"input": [1.0, 2.0]})[1]["output"] == 2
+    assert checks == []  # the fresh-process check never ran
+    from clipper_deploy_core import deploy
+
+    deploy(conn, None, lambda xs: [str(len(x)) for x in xs], name="sampled", sample_inputs=[[1.0]])
+    assert len(checks) == 1  # sample inputs still get it: their outputs are the deploy's result
+
+
 def test_kill_9_a_replica_under_load_every_query_is_answered(conn):
     create_endpoint(conn, "sturdy", "doubles", lambda xs: [str(sum(x)) for x in xs], num_replicas=2)
     results, stop = [], threading.Event()

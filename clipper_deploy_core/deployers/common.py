@@ -61,16 +61,26 @@ def resolve_base_image(plugin: str, base_image: str | None) -> str:
 @contextlib.contextmanager
 def checked_bundle(name: str, version: str, input_type: str, func: Callable[..., Any], *, model: Any, plugin: str,
                    options: Mapping[str, Any] | None, pkgs_to_install: Sequence[str] | None,
-                   sample_inputs: Sequence[Any] | None) -> Iterator[tuple[Path, list[str] | None]]:
-    """Write the bundle to a temporary directory and load it in a fresh process before yielding it."""
+                   sample_inputs: Sequence[Any] | None, check: bool = True) -> Iterator[tuple[Path, list[str] | None]]:
+    """Write the bundle to a temporary directory and (with ``check``) load it in a fresh process before yielding it."""
     bundle = save_bundle(None, name=name, version=version, input_type=input_type, func=func, model=model,
                          plugin=plugin, options=options, pkgs_to_install=pkgs_to_install, sample_inputs=sample_inputs)
     try:
-        python = ensure_env(pkgs_to_install) if pkgs_to_install else None
-        outputs = run_check(bundle, input_type, sample_inputs, python=python)
+        outputs = None
+        if check:
+            python = ensure_env(pkgs_to_install) if pkgs_to_install else None
+            outputs = run_check(bundle, input_type, sample_inputs, python=python)
         yield bundle, outputs
     finally:
         shutil.rmtree(bundle, ignore_errors=True)
+
+
+def replica_load_is_the_check(clipper_conn: ConnectionInterface, sample_inputs: Sequence[Any] | None) -> bool:
+    """Whether the first replica's own load can stand in for the fresh-process check: its manager runs replicas on
+    this machine, in this Python, and fails the deploy with the replica's traceback. Sample inputs still get the
+    check, whose outputs the deploy returns."""
+    manager = getattr(clipper_conn, "cm", None)
+    return sample_inputs is None and bool(getattr(manager, "loads_bundles_locally", False))
 
 
 def deploy_model_bundle(
@@ -83,19 +93,24 @@ def deploy_model_bundle(
     """Deploy ``func`` (with ``model`` saved by ``plugin``) as model ``name:version``.
 
     ``before_ship`` runs once the bundle has passed its fresh-process check, so that a bundle that
-    cannot load leaves nothing behind on the cluster.
+    cannot load leaves nothing behind on the cluster. Where the first replica's load is that check (a local
+    manager), it runs once the replicas serve instead: a failed deploy has then left nothing either.
     """
     name, version = validate_name(name), validate_version(version)
     input_type = canonical_input_type(input_type)
     labels = validate_labels(labels)
     validate_deploy_args(num_replicas, batch_size)
     image = resolve_base_image(plugin, base_image)
+    in_replica = replica_load_is_the_check(clipper_conn, sample_inputs)
     with checked_bundle(name, version, input_type, func, model=model, plugin=plugin, options=options,
-                        pkgs_to_install=pkgs_to_install, sample_inputs=sample_inputs) as (bundle, outputs):
-        if before_ship is not None:
+                        pkgs_to_install=pkgs_to_install, sample_inputs=sample_inputs,
+                        check=not in_replica) as (bundle, outputs):
+        if before_ship is not None and not in_replica:
             before_ship()
         clipper_conn.build_and_deploy_model(name, version, input_type, str(bundle), image, labels, registry,
                                             num_replicas, batch_size, pkgs_to_install)
+        if before_ship is not None and in_replica:
+            before_ship()
     return DeployResult(name, version, plugin, input_type, outputs)
 
 

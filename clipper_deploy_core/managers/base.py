@@ -16,6 +16,12 @@ from typing import Any
 class ContainerManager(abc.ABC):
     """Where a cluster runs. Names and arguments are Clipper's; each method says when it is called."""
 
+    #: True when replicas run on this machine, in the user's Python environment, and ``deploy_model`` fails with
+    #: the replica's own traceback when a bundle cannot load. ``deploy()`` then skips its separate fresh-process
+    #: check (the first replica's load is the same check, one interpreter start and framework import sooner).
+    #: Read: by ``deploy()``, before it writes the bundle.
+    loads_bundles_locally: bool = False
+
     @abc.abstractmethod
     def start_clipper(self, **kwargs: Any) -> None:
         """Start a new cluster and wait until its admin API answers. ``kwargs`` are the manager's own options.

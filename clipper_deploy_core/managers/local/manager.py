@@ -59,6 +59,8 @@ class LocalContainerManager(AdminBackedManager):
     ``clipper_admin`` client: any local process can then deploy code as this user.
     """
 
+    loads_bundles_locally = True  # replicas are child processes of the cluster, in this Python
+
     def __init__(self, cluster_name: str = "default-cluster", clipper_query_port: int = 1337,
                  clipper_management_port: int = 1338, clipper_rpc_port: int = 7000, home: str | Path | None = None,
                  query_host: str = "127.0.0.1", admin_host: str = "127.0.0.1",
