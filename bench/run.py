@@ -3,7 +3,8 @@
     python bench/run.py [--duration 15] [--workloads echo,mlp] [--no-baseline]
 
 Prints, at concurrency 1 and 32: requests/s, p50/p99 latency, non-2xx responses, socket errors and
-server CPU time per request; cold start (CLI start to first correct answer) and idle RSS; for mlp the
+server CPU time per request; cold start (a user's script launched to its first correct answer, beside the
+FastAPI app's launch to first answer), scale-up to a second replica, restart after kill -9, and idle RSS; for mlp the
 in-process limit (forward on batches of 1, 8, 32, 128, and the per-request path of parse JSON ->
 tensor -> forward -> argmax -> str at batch 1 and 32); and the same wrk runs against a plain
 FastAPI + uvicorn app in one process, installed into its own venv by this script.
@@ -139,41 +140,78 @@ def measure(url: str, body: dict, duration: int, tmp: Path, pids: list[int]) -> 
 
 
 def cold_start(workload: str, home: Path) -> float:
-    """Seconds from `clipper-deploy start` to the first correct answer of a freshly deployed model."""
-    env = {**os.environ, "CLIPPER_DEPLOY_HOME": str(home)}
+    """Seconds from launching a user's script (bench/cold_start.py: start a cluster, build the model, deploy it)
+    to its first correct answer."""
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "clipper_deploy_core.cli", "start", "--cluster", "cold", "--query-port",
-                    "0", "--admin-port", "0", "--rpc-port", "0"], env=env, check=True, capture_output=True)
-    conn = ClipperConnection(LocalContainerManager("cold", home=home))
-    conn.connect()
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).parent / "cold_start.py"), workload, str(home)],
+                            stdout=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()
+    elapsed = time.perf_counter() - started
+    if proc.wait() != 0 or line.strip() != "answered":
+        raise RuntimeError(f"the {workload} cold start failed")
+    return elapsed
+
+
+def fastapi_cold_start(python: str, workload: str) -> float:
+    """Seconds from launching the FastAPI app (serving only ``workload``) to its first correct answer."""
+    import urllib.request
+
+    port = free_port()
+    body = json.dumps({"input": [float(i) for i in range(10)] if workload == "echo" else [0.5] * 784}).encode()
+    started = time.perf_counter()
+    proc = subprocess.Popen([python, "-m", "uvicorn", "fastapi_app:app", "--port", str(port), "--log-level",
+                             "warning", "--no-access-log"], cwd=Path(__file__).parent,
+                            env={**os.environ, "BENCH_WORKLOADS": workload})
     try:
-        if workload == "echo":
-            create_endpoint(conn, "cold", "doubles", echo)
-            body, want = {"input": [float(i) for i in range(10)]}, 10
-        else:
-            from clipper_deploy_pytorch import create_endpoint as torch_endpoint
-
-            torch_endpoint(conn, "cold", "doubles", mlp_predict, mlp_model())
-            body, want = {"input": [0.5] * 784}, None
-        import urllib.request
-
-        req = urllib.request.Request(f"http://{conn.get_query_addr()}/cold/predict", json.dumps(body).encode(),
-                                     {"Content-Type": "application/json"})
-        reply = json.loads(urllib.request.urlopen(req, timeout=30).read())
-        assert not reply["default"] and (want is None or reply["output"] == want), reply
-        return time.perf_counter() - started
+        while True:
+            try:
+                req = urllib.request.Request(f"http://127.0.0.1:{port}/{workload}/predict", body,
+                                             {"Content-Type": "application/json"})
+                if not json.loads(urllib.request.urlopen(req, timeout=5).read())["default"]:
+                    return time.perf_counter() - started
+            except OSError:
+                if proc.poll() is not None:
+                    raise RuntimeError("the FastAPI app did not start") from None
+                time.sleep(0.02)  # polls the starting server, as the peers harness does (every 0.1 s there)
     finally:
-        conn.stop_all()
+        proc.terminate()
+        proc.wait()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def scale_up_and_restart(conn, name: str) -> tuple[float, float]:
+    """Seconds for set_num_replicas(name, 2) to return with the second replica serving, and from kill -9 of a
+    replica to its replacement serving."""
+    import signal
+
+    from clipper_deploy_core.testing import wait_until
+
+    def ready():
+        return [r for r in conn.get_all_model_replicas(verbose=True)
+                if r["model_name"] == name and r["status"] == "ready"]
+
+    started = time.perf_counter()
+    conn.set_num_replicas(name, 2)
+    scale = time.perf_counter() - started
+    victim = ready()[0]["pid"]
+    started = time.perf_counter()
+    os.kill(victim, signal.SIGKILL)
+    wait_until(lambda: len(ready()) == 2 and victim not in [r["pid"] for r in ready()], "the restart", timeout=120)
+    return scale, time.perf_counter() - started
 
 
 def fastapi_baseline(duration: int, tmp: Path, workloads: list[str]) -> list[tuple[str, int, dict]]:
     from clipper_deploy_core.envs import ensure_env
 
     python = ensure_env(["fastapi", "uvicorn[standard]"])
-    sock = __import__("socket").socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
+    port = free_port()
     proc = subprocess.Popen([python, "-m", "uvicorn", "fastapi_app:app", "--port", str(port), "--log-level",
                              "warning", "--no-access-log"], cwd=Path(__file__).parent)
     try:
@@ -221,6 +259,8 @@ def main() -> None:
                 rows += [("clipper-deploy", "echo", c, r) for c, r in measure(
                     f"http://{conn.get_query_addr()}/echo/predict", {"input": [float(i) for i in range(10)]},
                     args.duration, Path(tmp), cluster_pids(conn))]
+                scale, restart = scale_up_and_restart(conn, "echo")
+                extra["echo: scale-up 1 -> 2 replicas / restart after kill -9"] = f"{scale:.2f} s / {restart:.2f} s"
             if "mlp" in workloads:
                 from clipper_deploy_pytorch import create_endpoint as torch_endpoint
 
@@ -230,7 +270,8 @@ def main() -> None:
                     f"http://{conn.get_query_addr()}/mlp/predict", {"input": [0.5] * 784}, args.duration,
                     Path(tmp), cluster_pids(conn))]
                 # One replica per core: while one computes a batch the frontend fills the other's.
-                conn.set_num_replicas("mlp", 2)
+                scale, restart = scale_up_and_restart(conn, "mlp")
+                extra["mlp: scale-up 1 -> 2 replicas / restart after kill -9"] = f"{scale:.2f} s / {restart:.2f} s"
                 rows += [("clipper-deploy", "mlp x2", c, r) for c, r in measure(
                     f"http://{conn.get_query_addr()}/mlp/predict", {"input": [0.5] * 784}, args.duration,
                     Path(tmp), cluster_pids(conn))]
@@ -238,8 +279,14 @@ def main() -> None:
         finally:
             conn.stop_all()
         for w in workloads:
-            extra[f"cold start, {w} (CLI start to first correct answer)"] = \
-                f"{cold_start(w, Path(tmp) / 'cold'):.2f} s"
+            ours = cold_start(w, Path(tmp) / "cold")
+            line = f"{ours:.2f} s"
+            if not args.no_baseline:
+                from clipper_deploy_core.envs import ensure_env
+
+                theirs = fastapi_cold_start(ensure_env(["fastapi", "uvicorn[standard]"]), w)
+                line += f", FastAPI app {theirs:.2f} s: {ours / theirs:.2f}x"
+            extra[f"cold start, {w} (launch to first correct answer)"] = line
         if not args.no_baseline:
             rows += [("fastapi+uvicorn", n, c, r) for n, c, r in fastapi_baseline(args.duration, Path(tmp), workloads)]
     print(f"\n{'system':16} {'workload':8} {'conc':>4} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} "

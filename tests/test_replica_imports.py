@@ -1,7 +1,9 @@
 """A replica imports only what serving a model needs: never a manager, the frontend, docker, kubernetes,
-prometheus_client or uvicorn. Checked on a real replica process, from Python's own import log."""
+prometheus_client or uvicorn. Checked on a real replica process, from Python's own import log (the replica's,
+and its template's: a replica forked from a template inherits what the template imported)."""
 
 import re
+from pathlib import Path
 
 from clipper_deploy_core.deployers.python import create_endpoint
 from clipper_deploy_core.testing import local_cluster, predict
@@ -16,7 +18,9 @@ def test_a_replica_never_imports_the_serving_side(tmp_path, monkeypatch):
         create_endpoint(conn, "imp", "doubles", lambda xs: [str(len(x)) for x in xs])
         assert predict(conn, "imp", {"input": [1.0]})["output"] == 1
         (rep,) = conn.get_all_model_replicas(verbose=True)
-        log = open(rep["log"]).read()
+        log = Path(rep["log"]).read_text()
+        template_log = Path(rep["log"]).parent / "template.log"  # what a replica forked from a template inherited
+        log += template_log.read_text() if template_log.exists() else ""
     modules = set(re.findall(r"^import time:\s+\d+ \|\s+\d+ \|\s*(\S+)$", log, re.M))
     assert "clipper_deploy_core.replica" in modules and "clipper_deploy_core.bundle.reader" in modules
     loaded = sorted(m for m in modules if any(m == f or m.startswith(f + ".") for f in FORBIDDEN))

@@ -7,18 +7,23 @@ import os
 import sys
 from pathlib import Path
 
-from ..bundle import verify_bundle
+from ..bundle import read_manifest, verify_bundle
 from ..envs import ensure_env
 from ..exceptions import ClipperException
 from ..frontend.state import Deployment
+from .replica_templates import ForkedReplica, TemplatePool
 from .supervisor import Replica, ReplicaRunner
+
+TEMPLATES_ENV = "CLIPPER_DEPLOY_REPLICA_TEMPLATES"  # "0": start every replica as a fresh process
 
 
 class ProcessRunner(ReplicaRunner):
-    """Replicas as child processes of the cluster process (the local manager's runner)."""
+    """Replicas as processes of the cluster's: forked from a warm template per interpreter and framework set
+    (:mod:`.replica_templates`), or started fresh where no template can run."""
 
     def __init__(self, home: Path, env_root: Path | None) -> None:
         self.home, self.env_root = home, env_root
+        self.templates = TemplatePool(home, home / "logs") if os.environ.get(TEMPLATES_ENV, "1") != "0" else None
 
     async def prepare(self, d: Deployment) -> None:
         # A bundle is code: replicas load only bundles in this cluster's own store (where build_model copies
@@ -39,6 +44,17 @@ class ProcessRunner(ReplicaRunner):
 
     async def start(self, d: Deployment, r: Replica, env: dict[str, str]) -> None:
         python = await asyncio.to_thread(ensure_env, d.pkgs, self.env_root) if d.pkgs else sys.executable
+        if self.templates is not None and d.bundle is not None:
+            frameworks = tuple(sorted(read_manifest(d.bundle).framework_versions))
+            template = await self.templates.get(python, frameworks)
+            if template is not None:
+                try:
+                    forked = await template.fork({**os.environ, **env}, Path(r.log), self.home)
+                except ClipperException:
+                    pass  # the template died meanwhile: a fresh process instead
+                else:
+                    r.handle, r.where = forked, {"pid": forked.pid}
+                    return
         with open(r.log, "ab") as log:
             proc = await asyncio.create_subprocess_exec(
                 python, "-m", "clipper_deploy_core.replica", env={**os.environ, **env},
@@ -46,10 +62,14 @@ class ProcessRunner(ReplicaRunner):
         r.handle, r.where = proc, {"pid": proc.pid}
 
     async def wait(self, r: Replica) -> int:
+        if isinstance(r.handle, ForkedReplica):
+            return await r.handle.wait()
         proc: asyncio.subprocess.Process = r.handle
         return await proc.wait()
 
     async def terminate(self, r: Replica, timeout: float) -> None:
+        if isinstance(r.handle, ForkedReplica):
+            return await r.handle.terminate(timeout)
         proc: asyncio.subprocess.Process = r.handle
         if proc.returncode is None:
             proc.terminate()
@@ -63,4 +83,6 @@ class ProcessRunner(ReplicaRunner):
         return True  # a local replica has no health check of its own: linked to the frontend is ready
 
     async def cleanup(self) -> None:
-        """Replica processes die with their cluster process (their link breaks), so nothing is left."""
+        """Replica processes die with their cluster process (their link breaks); the templates are closed."""
+        if self.templates is not None:
+            await self.templates.close()

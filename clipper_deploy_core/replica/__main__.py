@@ -27,7 +27,7 @@ from .health import start_from_env
 
 LOAD_FAILED = 3
 REFUSED = 4
-MAX_FRAME = int(os.environ.get(wire.MAX_FRAME_ENV, wire.DEFAULT_MAX_FRAME))
+MAX_FRAME = wire.DEFAULT_MAX_FRAME  # main() reads the cluster's cap from the environment (a template forks later)
 
 
 def _env(name: str, default: str | None = None) -> str:
@@ -168,6 +168,8 @@ def _connect(host: str, port: int, timeout: float) -> socket.socket:
 
 
 def main() -> int:
+    global MAX_FRAME
+    MAX_FRAME = int(os.environ.get(wire.MAX_FRAME_ENV, wire.DEFAULT_MAX_FRAME))
     name, version = _env("CLIPPER_MODEL_NAME"), _env("CLIPPER_MODEL_VERSION")
     path, digest = _env("CLIPPER_MODEL_PATH"), os.environ.get("CLIPPER_BUNDLE_DIGEST") or None
     host, port = _env("CLIPPER_IP", "127.0.0.1"), int(_env("CLIPPER_PORT", "7000"))

@@ -1,0 +1,138 @@
+"""Warm replica templates (:mod:`clipper_deploy_core.replica.template`), one per interpreter and framework set,
+kept by the local runner so that a scale-up or a restart forks a replica instead of starting Python and importing
+the framework again."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import os
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..exceptions import ClipperException
+
+
+@dataclass
+class ForkedReplica:
+    """A replica forked by a template: the cluster is not its parent, so its exit code arrives from the template."""
+
+    pid: int
+    exited: asyncio.Future[int] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+    async def wait(self) -> int:
+        """Its exit code (negative: the signal that ended it)."""
+        return await asyncio.shield(self.exited)
+
+    async def terminate(self, timeout: float) -> None:
+        """SIGTERM, then SIGKILL after ``timeout`` seconds; returns once it has exited."""
+        if self.exited.done():
+            return
+        self._signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(self.wait(), timeout)
+        except asyncio.TimeoutError:
+            self._signal(signal.SIGKILL)
+            await self.wait()
+
+    def _signal(self, sig: int) -> None:
+        try:
+            os.kill(self.pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+class Template:
+    """One template process and the replicas it forked."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.waiting: collections.deque[asyncio.Future[int]] = collections.deque()
+        self.children: dict[int, ForkedReplica] = {}
+        self.ready = asyncio.get_running_loop().create_future()
+        self.reader = asyncio.create_task(self._read())
+
+    async def fork(self, env: dict[str, str], log: Path, cwd: Path) -> ForkedReplica:
+        """A new replica with this environment, log and working directory. ``ClipperException`` if the template
+        has exited."""
+        if self.reader.done():
+            raise ClipperException("the replica template has exited")
+        answer = asyncio.get_running_loop().create_future()
+        self.waiting.append(answer)
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps({"env": env, "log": str(log), "cwd": str(cwd)}).encode() + b"\n")
+        await self.proc.stdin.drain()
+        pid = await answer
+        return self.children[pid]
+
+    async def _read(self) -> None:
+        assert self.proc.stdout is not None
+        try:
+            async for line in self.proc.stdout:
+                msg = json.loads(line)
+                if "ready" in msg:
+                    self.ready.set_result(True)
+                elif "pid" in msg:
+                    self.children[msg["pid"]] = ForkedReplica(msg["pid"])
+                    self.waiting.popleft().set_result(msg["pid"])
+                elif "exited" in msg and msg["exited"] in self.children:
+                    self.children.pop(msg["exited"]).exited.set_result(msg["code"])
+        finally:
+            # The template is gone: nobody can report its replicas' exits any more, so they are stopped here and
+            # reported killed (the supervisor restarts them from a new template).
+            if not self.ready.done():
+                self.ready.set_result(False)
+            for waiter in self.waiting:
+                if not waiter.done():
+                    waiter.set_exception(ClipperException("the replica template exited"))
+            for child in self.children.values():
+                child._signal(signal.SIGKILL)
+                if not child.exited.done():
+                    child.exited.set_result(-signal.SIGKILL)
+            self.children.clear()
+
+    async def close(self) -> None:
+        """Close its stdin (it exits; its replicas stay until their links end) and wait for it."""
+        if self.proc.stdin is not None and not self.proc.stdin.is_closing():
+            self.proc.stdin.close()
+        try:
+            await asyncio.wait_for(self.proc.wait(), 10)
+        except asyncio.TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
+
+
+class TemplatePool:
+    """Templates by (interpreter, framework modules), started on first use. A template that cannot start (a
+    framework that fails to import) is not kept: the replica then starts as a fresh process and fails with its own
+    traceback, as before."""
+
+    def __init__(self, cwd: Path, log_dir: Path) -> None:
+        self.cwd, self.log_dir = cwd, log_dir
+        self.templates: dict[tuple[str, tuple[str, ...]], Template] = {}
+        self.lock = asyncio.Lock()
+
+    async def get(self, python: str, frameworks: tuple[str, ...]) -> Template | None:
+        """The ready template for ``python`` with ``frameworks`` (distribution names) imported, started if need
+        be; ``None`` if it cannot start."""
+        async with self.lock:
+            key = (python, frameworks)
+            template = self.templates.get(key)
+            if template is None or template.reader.done():
+                self.log_dir.mkdir(parents=True, exist_ok=True)
+                with open(self.log_dir / "template.log", "ab") as log:
+                    proc = await asyncio.create_subprocess_exec(
+                        python, "-m", "clipper_deploy_core.replica.template", *frameworks,
+                        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=log, cwd=str(self.cwd))
+                template = self.templates[key] = Template(proc)
+        if not await asyncio.shield(template.ready):
+            return None
+        return template
+
+    async def close(self) -> None:
+        """Close every template."""
+        for template in self.templates.values():
+            await template.close()
+        self.templates.clear()

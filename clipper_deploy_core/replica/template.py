@@ -1,0 +1,129 @@
+"""``python -m clipper_deploy_core.replica.template [DISTRIBUTION ...]``: a warm template that forks replicas.
+
+As gunicorn's ``--preload`` does for workers: the template imports the replica runtime and the bundle's frameworks
+(the distributions named by the manifest's ``framework_versions``) once, then forks a replica per request, so a
+scale-up or a restart skips the interpreter start and the framework import. It only imports: no model is loaded
+and no thread is started here, so a fork is as clean as a fresh process.
+
+Requests arrive on stdin, one JSON line each: ``{"env": {...}, "log": path, "cwd": path}``. Each is answered on
+stdout with ``{"pid": n}``, and when that replica ends, ``{"exited": n, "code": c}`` (``-signal`` when killed).
+A module that fails to import ends the template with its traceback on stderr, before it answers anything. The
+template exits when stdin closes; running replicas stay, and end when their link to the frontend does.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import json
+import os
+import select
+import signal
+import sys
+import traceback
+from typing import Any
+
+READY = {"ready": True}
+
+
+def _reply(msg: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(msg) + "\n")
+    sys.stdout.flush()
+
+
+def _child(request: dict[str, Any], wake: tuple[int, int]) -> int:
+    """In the forked replica: its own log, environment and working directory, then the replica's main()."""
+    signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    for fd in wake:
+        os.close(fd)
+    log = os.open(request["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(log)
+    os.close(null)
+    os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(line_buffering=True)  # as PYTHONUNBUFFERED would have made it
+    from . import __main__ as replica
+
+    try:
+        return replica.main()
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else 1
+
+
+def _reap() -> None:
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        _reply({"exited": pid, "code": os.waitstatus_to_exitcode(status)})
+
+
+def modules_of(distribution: str) -> list[str]:
+    """The top-level modules a distribution installs: the one named like it if there is one (``torch``), else all
+    public ones (``scikit-learn`` -> ``sklearn``)."""
+    from importlib import metadata
+
+    tops = sorted({m for m, dists in metadata.packages_distributions().items()
+                   if distribution.lower().replace("_", "-") in {d.lower().replace("_", "-") for d in dists}})
+    same = [m for m in tops if m.lower() == distribution.lower().replace("-", "_")]
+    return same or [m for m in tops if not m.startswith("_")]
+
+
+def main(distributions: list[str]) -> int:
+    # Only stdin, stdout and stderr are ours: any other descriptor inherited from the cluster would be inherited
+    # again by every replica, and a copy of the cluster's end of our stdout kept there would hide our exit from it.
+    os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+    from ..bundle import load_bundle  # noqa: F401 - the loader (cloudpickle, numpy)
+    from . import __main__ as replica  # noqa: F401 - the runtime and what it imports, once for every fork
+
+    for dist in distributions:
+        for name in modules_of(dist):
+            importlib.import_module(name)
+    wake = os.pipe()
+    os.set_blocking(wake[1], False)
+    signal.set_wakeup_fd(wake[1])
+    signal.signal(signal.SIGCHLD, lambda *_: None)  # wakes the select below through the pipe
+    _reply(READY)
+    pending = b""
+    while True:
+        readable, _, _ = select.select([0, wake[0]], [], [])
+        if wake[0] in readable:
+            os.read(wake[0], 4096)
+            _reap()
+        if 0 in readable:
+            chunk = os.read(0, 1 << 16)  # not sys.stdin: its buffer would hide a second line from select
+            if not chunk:
+                return 0
+            pending += chunk
+            while b"\n" in pending:
+                line, pending = pending.split(b"\n", 1)
+                _reply({"pid": _fork(json.loads(line), wake)})
+
+
+def _fork(request: dict[str, Any], wake: tuple[int, int]) -> int:
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 1
+    try:
+        code = _child(request, wake)
+    except BaseException:  # noqa: BLE001 - the replica's log gets the traceback, the cluster its exit code
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,84 @@
+"""Local replicas are forked from a warm template per interpreter and framework set: scale-up and restarts skip the
+interpreter start and the framework import. Checked on real processes: who their parent is, what they answer, and
+what happens when a replica or the template itself is killed."""
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+from clipper_deploy_core.cluster.replica_templates import TemplatePool
+from clipper_deploy_core.deployers.python import create_endpoint
+from clipper_deploy_core.testing import local_cluster, predict, wait_until
+
+
+def parent_of(pid):
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except OSError:  # gone since it was listed
+        return None
+
+
+def cmdline(pid):
+    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+
+
+def ready(conn, name):
+    return [r for r in conn.get_all_model_replicas(verbose=True) if r["model_name"] == name and r["status"] == "ready"]
+
+
+def test_replicas_fork_from_one_template_and_survive_its_death(tmp_path):
+    with local_cluster("templates", tmp_path) as conn:
+        create_endpoint(conn, "forked", "doubles", lambda xs: [str(sum(x)) for x in xs], num_replicas=2)
+        pids = [r["pid"] for r in ready(conn, "forked")]
+        (template,) = {parent_of(p) for p in pids}  # both from the same template, not the cluster process
+        assert "clipper_deploy_core.replica.template" in cmdline(template)
+        assert parent_of(template) == conn.cm.info["pid"]
+        # a scale-up forks from it too
+        conn.set_num_replicas("forked", 3)
+        assert {parent_of(r["pid"]) for r in ready(conn, "forked")} == {template}
+        # kill -9 one replica: the template reports its exit, the supervisor restarts it from the template
+        os.kill(pids[0], signal.SIGKILL)
+        wait_until(lambda: len(ready(conn, "forked")) == 3 and pids[0] not in [r["pid"] for r in ready(conn, "forked")],
+                   "the killed replica to be restarted")
+        assert {parent_of(r["pid"]) for r in ready(conn, "forked")} == {template}
+        assert sum(r["restarts"] for r in ready(conn, "forked")) == 1
+        # kill -9 the template: its replicas are stopped (nobody could report their exits) and come back from a new one
+        os.kill(template, signal.SIGKILL)
+
+        def from_a_new_template():
+            parents = {parent_of(r["pid"]) for r in ready(conn, "forked")}
+            return len(ready(conn, "forked")) == 3 and len(parents) == 1 and not parents & {template, 1, None}
+
+        wait_until(from_a_new_template, "the replicas to come back from a new template")
+        (again,) = {parent_of(r["pid"]) for r in ready(conn, "forked")}
+        assert again != template and "clipper_deploy_core.replica.template" in cmdline(again)
+        assert predict(conn, "forked", {"input": [1.0, 2.5]})["output"] == 3.5
+
+
+def test_with_templates_off_every_replica_is_a_fresh_process(tmp_path, monkeypatch):
+    monkeypatch.setenv("CLIPPER_DEPLOY_REPLICA_TEMPLATES", "0")
+    with local_cluster("fresh", tmp_path) as conn:
+        create_endpoint(conn, "fresh", "doubles", lambda xs: [str(len(x)) for x in xs])
+        (rep,) = ready(conn, "fresh")
+        assert parent_of(rep["pid"]) == conn.cm.info["pid"]
+        assert "clipper_deploy_core.replica" in cmdline(rep["pid"])
+
+
+def test_a_template_that_cannot_start_is_not_used(tmp_path):
+    """A framework that fails to import ends the template before it is ready: the runner then starts the replica
+    as a fresh process (which fails with its own traceback)."""
+    broken = tmp_path / "broken-python"
+    broken.write_text(f"#!/bin/sh\nexec {sys.executable} -c 'raise ImportError(\"no framework here\")'\n")
+    broken.chmod(0o755)
+
+    async def attempt():
+        pool = TemplatePool(tmp_path, tmp_path / "logs")
+        try:
+            return await pool.get(str(broken), ("some-framework",))
+        finally:
+            await pool.close()
+
+    assert asyncio.run(attempt()) is None
+    assert "ImportError: no framework here" in (tmp_path / "logs" / "template.log").read_text()
