@@ -24,6 +24,8 @@ HEADER = struct.Struct("<I")
 # After the handshake, frames are capped near the query port's request cap: a batch is at most what the
 # queries brought in, a reply about as much again. The cluster process hands its value to replicas.
 MAX_FRAME_ENV = "CLIPPER_MAX_FRAME"
+RPC_SOCKET_ENV = "CLIPPER_RPC_SOCKET"  # a replica on the cluster's host links through this Unix socket, if set
+UNIX_PATH_MAX = 108  # sockaddr_un's sun_path on Linux, its terminating NUL included
 
 
 def frame_cap_for(max_body: int) -> int:

@@ -40,10 +40,14 @@ def test_replicas_fork_from_one_template_and_survive_its_death(tmp_path):
         assert {parent_of(r["pid"]) for r in ready(conn, "forked")} == {template}
         # kill -9 one replica: the template reports its exit, the supervisor restarts it from the template
         os.kill(pids[0], signal.SIGKILL)
-        wait_until(lambda: len(ready(conn, "forked")) == 3 and pids[0] not in [r["pid"] for r in ready(conn, "forked")],
-                   "the killed replica to be restarted")
+
+        def restarted():
+            now = ready(conn, "forked")
+            return (len(now) == 3 and pids[0] not in [r["pid"] for r in now]
+                    and sum(r["restarts"] for r in now) == 1)
+
+        wait_until(restarted, "the killed replica to be restarted, and counted")
         assert {parent_of(r["pid"]) for r in ready(conn, "forked")} == {template}
-        assert sum(r["restarts"] for r in ready(conn, "forked")) == 1
         # kill -9 the template: its replicas are stopped (nobody could report their exits) and come back from a new one
         os.kill(template, signal.SIGKILL)
 
@@ -82,3 +86,37 @@ def test_a_template_that_cannot_start_is_not_used(tmp_path):
 
     assert asyncio.run(attempt()) is None
     assert "ImportError: no framework here" in (tmp_path / "logs" / "template.log").read_text()
+
+
+def socket_inodes(pid):
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    return inodes
+
+
+def unix_inodes():
+    return {line.split()[6] for line in Path("/proc/net/unix").read_text().splitlines()[1:]}
+
+
+def test_a_local_replica_links_over_a_unix_socket_or_tcp_when_the_path_is_too_long(tmp_path):
+    with local_cluster("uds", tmp_path) as conn:
+        create_endpoint(conn, "uds", "doubles", lambda xs: [str(len(x)) for x in xs])
+        (rep,) = ready(conn, "uds")
+        assert socket_inodes(rep["pid"]) & unix_inodes(), "the replica's link is not a Unix socket"
+        rpc_sock = Path(conn.cm.dir) / "rpc.sock"
+        assert rpc_sock.is_socket() and rpc_sock.stat().st_mode & 0o077 == 0  # this user only
+        assert predict(conn, "uds", {"input": [1.0, 2.0]})["output"] == 2
+    assert not rpc_sock.exists()  # removed with the cluster
+    deep = tmp_path / ("d" * 100)  # sockaddr_un holds 107 bytes: the replica links over TCP instead
+    with local_cluster("tcp", deep) as conn:
+        create_endpoint(conn, "tcp", "doubles", lambda xs: [str(len(x)) for x in xs])
+        (rep,) = ready(conn, "tcp")
+        assert not socket_inodes(rep["pid"]) & unix_inodes()
+        assert not (Path(conn.cm.dir) / "rpc.sock").exists()
+        assert predict(conn, "tcp", {"input": [1.0, 2.0]})["output"] == 2

@@ -29,7 +29,7 @@ from ..frontend.query_api import DEFAULT_MAX_BATCH_ROWS, QueryAPI, query_error
 from ..frontend.state import ClusterState
 from ..frontend.v2_api import V2API
 from ..replica_auth import SECRET_ENV, load_or_create_secret
-from ..wire import MAX_FRAME_ENV, frame_cap_for
+from ..wire import MAX_FRAME_ENV, RPC_SOCKET_ENV, UNIX_PATH_MAX, frame_cap_for
 from .supervisor import ReplicaRunner, ReplicaSupervisor
 
 DEFAULT_MAX_BODY = 16 * 1024 * 1024
@@ -99,6 +99,14 @@ async def serve(args: argparse.Namespace) -> None:
         supervisor.set_drain(dispatcher.drain)
     rpc = await asyncio.start_server(dispatcher.handle_replica, args.rpc_host, args.rpc_port)
     rpc_port[0] = rpc.sockets[0].getsockname()[1]
+    rpc_unix = None
+    unix_path = home / "rpc.sock"
+    if supervisor is not None and args.replicas == "local" and len(os.fsencode(unix_path)) < UNIX_PATH_MAX:
+        # Replicas on this host link over a Unix socket (mode 0600 under the umask above): no TCP stack per
+        # batch. A path too long for sockaddr_un leaves them on TCP.
+        unix_path.unlink(missing_ok=True)
+        rpc_unix = await asyncio.start_unix_server(dispatcher.handle_replica, path=str(unix_path))
+        supervisor.replica_env[RPC_SOCKET_ENV] = str(unix_path)
 
     offload = Offload()
     query_api = QueryAPI(state, dispatcher, metrics, controller.expected, args.max_batch_rows, offload,
@@ -145,6 +153,9 @@ async def serve(args: argparse.Namespace) -> None:
     if store is not None:
         store.stop()
     rpc.close()
+    if rpc_unix is not None:
+        rpc_unix.close()
+        unix_path.unlink(missing_ok=True)
     offload.close()
     for server, _ in servers:
         server.should_exit = True

@@ -5,7 +5,8 @@ Configured through Clipper's container environment contract: ``CLIPPER_MODEL_NAM
 (the frontend's RPC port), plus ``CLIPPER_REPLICA_ID``, ``CLIPPER_BUNDLE_DIGEST`` and
 ``CLIPPER_HEALTH_PORT`` (see :mod:`.health`), and the cluster's secret ``CLIPPER_CLUSTER_SECRET``, which it
 proves to each frontend before it is linked (:mod:`..replica_auth`). With ``CLIPPER_RESOLVE_INTERVAL`` it links to every
-address ``CLIPPER_IP`` resolves to, and keeps looking (several frontends, on Kubernetes).
+address ``CLIPPER_IP`` resolves to, and keeps looking (several frontends, on Kubernetes). With
+``CLIPPER_RPC_SOCKET`` (a local cluster) it links through that Unix socket instead of TCP.
 Exits 3 when the bundle fails to load (the traceback is on stderr), 4 when a frontend refuses its link,
 0 when the frontend goes away.
 """
@@ -129,7 +130,8 @@ def serve_frontends(loaded: Any, host: str, port: int, hello: dict[str, Any], se
 def _greet(sock: socket.socket, hello: dict[str, Any], secret: str) -> socket.socket:
     """A new link to a frontend: the handshake (both sides prove the cluster's secret), then blocking with no
     Nagle delay (batches are small and latency-bound). ``replica_auth.AuthError`` when it refuses us."""
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if sock.family != socket.AF_UNIX:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.settimeout(replica_auth.AUTH_TIMEOUT_S * 2)
     try:
         challenge, _ = wire.recv_frame(sock, replica_auth.PRE_AUTH_MAX_FRAME)
@@ -153,16 +155,31 @@ def _replica_id() -> int:
     return zlib.crc32(name.encode()) & 0x7FFFFFFF if name else 0
 
 
-def _connect(host: str, port: int, timeout: float) -> socket.socket:
-    """The frontend may still be starting (a pod or container of its own): retry until ``timeout``."""
+def _open(host: str, port: int, unix_path: str | None) -> socket.socket:
+    if unix_path is None:
+        return socket.create_connection((host, port), timeout=10)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(10)
+        sock.connect(unix_path)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _connect(host: str, port: int, timeout: float, unix_path: str | None = None) -> socket.socket:
+    """The frontend may still be starting (a pod or container of its own): retry until ``timeout``. With
+    ``unix_path`` (a replica on the cluster's own host), through that Unix socket instead of TCP."""
     deadline, delay = time.monotonic() + timeout, 0.05
+    where = unix_path or f"{host}:{port}"
     while True:
         try:
-            return socket.create_connection((host, port), timeout=10)
+            return _open(host, port, unix_path)
         except OSError as e:
             if time.monotonic() + delay > deadline:
-                raise ConnectionError(f"cannot reach the frontend's RPC port at {host}:{port}: {e}") from e
-            print(f"replica: frontend at {host}:{port} not reachable yet ({e}); retrying", flush=True)
+                raise ConnectionError(f"cannot reach the frontend's RPC port at {where}: {e}") from e
+            print(f"replica: frontend at {where} not reachable yet ({e}); retrying", flush=True)
             time.sleep(delay)  # backoff between connection attempts, not a wait for a result
             delay = min(delay * 2, 2.0)
 
@@ -192,7 +209,8 @@ def main() -> int:
     if os.environ.get("CLIPPER_RESOLVE_INTERVAL"):
         serve_frontends(loaded, host, port, hello, secret, health, float(os.environ["CLIPPER_RESOLVE_INTERVAL"]))
     try:
-        sock = _greet(_connect(host, port, float(os.environ.get("CLIPPER_CONNECT_TIMEOUT", "30"))), hello, secret)
+        sock = _greet(_connect(host, port, float(os.environ.get("CLIPPER_CONNECT_TIMEOUT", "30")),
+                               os.environ.get(wire.RPC_SOCKET_ENV)), hello, secret)
     except replica_auth.AuthError as e:
         sys.stderr.write(f"replica: {e}\n")
         return REFUSED
