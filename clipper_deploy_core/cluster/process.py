@@ -25,6 +25,7 @@ from ..frontend.dispatch import Dispatcher
 from ..frontend.http import App, Limits, bind, make_server, raise_file_limit
 from ..frontend.metrics import Metrics
 from ..frontend.offload import Offload
+from ..frontend.prediction_cache import DEFAULT_CACHE_BYTES, PredictionCache
 from ..frontend.query_api import DEFAULT_MAX_BATCH_ROWS, QueryAPI, query_error
 from ..frontend.state import ClusterState
 from ..frontend.v2_api import V2API
@@ -74,6 +75,7 @@ async def serve(args: argparse.Namespace) -> None:
     # Replicas prove this secret before they are linked; managers hand it to them (see replica_auth).
     secret = os.environ.get(SECRET_ENV) or load_or_create_secret(home / "secret")
     max_frame = frame_cap_for(args.max_body)
+    cache = PredictionCache(args.cache_size)
     store = None
     controller: ReplicaController
     supervisor: ReplicaSupervisor | None = None
@@ -87,7 +89,7 @@ async def serve(args: argparse.Namespace) -> None:
                                     os.environ["CLIPPER_K8S_STATE_CONFIGMAP"])
         await store.start()
         dispatcher = Dispatcher(metrics, secret, on_replica_ready=controller.mark_ready,
-                                on_replica_gone=controller.mark_gone, max_frame=max_frame)
+                                on_replica_gone=controller.mark_gone, max_frame=max_frame, cache=cache)
         rpc_host = args.rpc_host
     else:
         runner, rpc_host = RUNNERS[args.replicas](args, home)
@@ -95,7 +97,7 @@ async def serve(args: argparse.Namespace) -> None:
         supervisor = ReplicaSupervisor(state, home, runner, lambda: (rpc_host, rpc_port[0]), replica_env=replica_env)
         controller = supervisor
         dispatcher = Dispatcher(metrics, secret, on_replica_ready=supervisor.mark_ready,
-                                on_replica_gone=supervisor.mark_gone, max_frame=max_frame)
+                                on_replica_gone=supervisor.mark_gone, max_frame=max_frame, cache=cache)
         supervisor.set_drain(dispatcher.drain)
     rpc = await asyncio.start_server(dispatcher.handle_replica, args.rpc_host, args.rpc_port)
     rpc_port[0] = rpc.sockets[0].getsockname()[1]
@@ -177,6 +179,7 @@ def main() -> int:
     p.add_argument("--replicas", choices=(*RUNNERS, "kubernetes"), default="local",
                    help="run replicas as local processes or Docker containers, or let Kubernetes run them")
     p.add_argument("--max-body", type=int, default=DEFAULT_MAX_BODY)
+    p.add_argument("--cache-size", type=int, default=DEFAULT_CACHE_BYTES, help="prediction cache bytes (0: off)")
     p.add_argument("--max-batch-rows", type=int, default=DEFAULT_MAX_BATCH_ROWS, help="rows one query may hold")
     p.add_argument("--env-root", default=None, help="where pkgs_to_install environments are cached")
     p.add_argument("--insecure-loopback-admin", action="store_true",

@@ -18,6 +18,7 @@ from typing import Any
 from .. import replica_auth, wire
 from .batching import FixedCap, policy_for
 from .metrics import Metrics
+from .prediction_cache import PredictionCache
 
 Key = tuple[str, str]
 
@@ -37,6 +38,7 @@ class Task:
     deadline: float
     slo: float  # seconds; the batch policy's budget comes from it
     retried: bool = False  # sent again once after its replica died; never twice (it may be what kills them)
+    cache_key: tuple[str, str, bytes] | None = None  # where its output goes in the prediction cache, if anywhere
     future: asyncio.Future[Outcome] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
@@ -86,8 +88,9 @@ class Dispatcher:
     def __init__(self, metrics: Metrics, secret: str,
                  on_replica_ready: Callable[[str, str, int, int], None] | None = None,
                  on_replica_gone: Callable[[str, str, int], None] | None = None,
-                 max_frame: int = wire.DEFAULT_MAX_FRAME) -> None:
+                 max_frame: int = wire.DEFAULT_MAX_FRAME, cache: PredictionCache | None = None) -> None:
         self.metrics = metrics
+        self.cache = cache
         self.secret, self.max_frame = secret, max_frame
         self.queues: dict[Key, ModelQueue] = {}
         self.live: dict[Key, set[int]] = collections.defaultdict(set)
@@ -228,8 +231,10 @@ class Dispatcher:
         if reply.get("type") == "result":
             invalid = reply.get("invalid") or {}
             for i, (t, out) in enumerate(zip(batch, reply["outputs"], strict=True)):
+                if out is not None and t.cache_key is not None and self.cache is not None:
+                    self.cache.put(t.cache_key, out)  # a late result too: a retry gets it
                 if t.future.done():
-                    continue  # a late result after the SLO is dropped
+                    continue  # a late result after the SLO is answered only through the cache
                 if out is None:
                     t.future.set_result(Outcome(reason="invalid_input", explanation=invalid.get(str(i), "invalid")))
                 else:

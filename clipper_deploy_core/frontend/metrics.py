@@ -24,6 +24,9 @@ class ModelMetrics:
     requests: Any
     batch_size: Any
     latency: Any
+    cache_lookups: Any
+    cache_hits: Any
+    cache_tally: list[int]  # [lookups, hits]: what the hit ratio is computed from at scrape time
 
 
 class Metrics:
@@ -47,6 +50,11 @@ class Metrics:
                                       ["model", "version", "replica"], registry=r)
         self._apps: dict[str, AppMetrics] = {}
         self._models: dict[tuple[str, str], ModelMetrics] = {}
+        self.cache_lookups = Counter("clipper_model_cache_lookups", "Prediction-cache lookups per model version",
+                                     ["model", "version"], registry=r)
+        self.cache_hits = Counter("clipper_model_cache_hits", "Prediction-cache hits per model version",
+                                  ["model", "version"], registry=r)
+        r.register(_CacheHitRatio(self))
         self.live_replicas = Gauge("clipper_model_live_replicas", "Connected replicas", ["model", "version"],
                                    registry=r)
 
@@ -64,7 +72,8 @@ class Metrics:
         if m is None:
             m = self._models[(name, version)] = ModelMetrics(
                 self.model_requests.labels(name, version), self.batch_size.labels(name, version),
-                self.model_latency.labels(name, version))
+                self.model_latency.labels(name, version), self.cache_lookups.labels(name, version),
+                self.cache_hits.labels(name, version), [0, 0])
         return m
 
     def watch_replicas(self, replicas: Callable[[], list[dict[str, Any]]]) -> None:
@@ -94,4 +103,26 @@ class _ReplicaStates:
         for r in self.replicas():
             family.add_metric([r["model_name"], r["model_version"], str(r["model_replica_id"]), r["status"],
                                (r.get("last_error") or "")[:200]], 1.0)
+        yield family
+
+
+class _CacheHitRatio:
+    """``clipper_model_cache_hit_ratio{model, version}``: hits / lookups so far, at every scrape (Clipper's
+    per-model ``cache_hit_ratio``)."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def describe(self) -> list[Any]:
+        return []  # collected only at scrape time
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import GaugeMetricFamily
+
+        family = GaugeMetricFamily("clipper_model_cache_hit_ratio", "Share of lookups the prediction cache answered",
+                                   labels=["model", "version"])
+        for (name, version), m in list(self.metrics._models.items()):
+            lookups, hits = m.cache_tally
+            if lookups:
+                family.add_metric([name, version], hits / lookups)
         yield family

@@ -16,6 +16,7 @@ from .dispatch import Dispatcher, Outcome, Task
 from .http import Handler, Request, Response, json_response
 from .metrics import Metrics
 from .offload import Offload
+from .prediction_cache import input_key
 from .rest_body import SCHEMA_HINT, BodyError, check_single, parse_rest
 from .state import ClusterState
 
@@ -71,6 +72,7 @@ class QueryAPI:
                  expected_replicas: Callable[[str, str], int], max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS,
                  offload: Offload | None = None, failure: Callable[[str, str], str | None] | None = None) -> None:
         self.state, self.dispatcher, self.metrics = state, dispatcher, metrics
+        self.cache = dispatcher.cache if dispatcher.cache is not None and dispatcher.cache.enabled else None
         self.expected_replicas = expected_replicas
         self.failure = failure or (lambda name, version: None)
         self.max_batch_rows = max_batch_rows
@@ -176,19 +178,40 @@ class QueryAPI:
         deadline = time.monotonic() + slo
         queue = self.dispatcher.queue(key, model.batch_size)
         n = len(inputs)
+        outcomes: list[Outcome | Task] = []
         tasks: list[Task] = []
+        cache, hits = self.cache, 0
         for start in range(0, n, ENQUEUE_CHUNK):
             if start:
                 await asyncio.sleep(0)  # let other queries in between the chunks of a large batch
-            chunk = [Task(inputs[i], deadline, slo) for i in range(start, min(n, start + ENQUEUE_CHUNK))]
-            for t in chunk:
+            for i in range(start, min(n, start + ENQUEUE_CHUNK)):
+                cache_key = None
+                if cache is not None:
+                    raw = input_key(inputs[i])
+                    if raw is not None:
+                        cache_key = (model.name, model.version, raw)
+                        cached = cache.get(cache_key)
+                        if cached is not None:
+                            hits += 1
+                            outcomes.append(Outcome(output=cached))
+                            continue
+                t = Task(inputs[i], deadline, slo, cache_key=cache_key)
                 queue.put(t)
-            tasks += chunk
-        self.metrics.model(*key).requests.inc(n)
+                tasks.append(t)
+                outcomes.append(t)
+        model_metrics = self.metrics.model(*key)
+        if cache is not None:
+            model_metrics.cache_lookups.inc(n)
+            model_metrics.cache_hits.inc(hits)
+            model_metrics.cache_tally[0] += n
+            model_metrics.cache_tally[1] += hits
+        model_metrics.requests.inc(len(tasks))
+        if not tasks:
+            return served, [o for o in outcomes if isinstance(o, Outcome)]  # every one answered from the cache
         # One timer per request answers whatever is still pending at the deadline with the SLO default.
         timer = asyncio.get_running_loop().call_at(_loop_time(deadline), _expire, tasks)
         try:
-            return served, [await t.future for t in tasks]
+            return served, [await o.future if isinstance(o, Task) else o for o in outcomes]
         finally:
             timer.cancel()
 

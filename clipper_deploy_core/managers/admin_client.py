@@ -8,8 +8,20 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..exceptions import ClipperException
 from ..http_client import admin_post
 from .base import ContainerManager
+
+
+def cache_size_args(cache_size: Any) -> list[str]:
+    """``start_clipper(cache_size=...)`` (Clipper's: the prediction cache in bytes, 0 for none) as the cluster
+    process's arguments; ``None`` leaves the cluster's default (32 MiB)."""
+    if cache_size is None:
+        return []
+    if isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 0:
+        raise ClipperException(f"cache_size must be a number of bytes (0 turns the prediction cache off), "
+                               f"got {cache_size!r}")
+    return ["--cache-size", str(cache_size)]
 
 
 class AdminBackedManager(ContainerManager):

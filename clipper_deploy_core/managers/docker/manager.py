@@ -26,7 +26,7 @@ from ...extras import require_extra
 from ...http_client import request
 from ...naming import validate_name
 from ...replica_auth import SECRET_ENV, new_secret
-from ..admin_client import AdminBackedManager
+from ..admin_client import AdminBackedManager, cache_size_args
 from ..base import RemoteAddresses
 from . import labels as lb
 from .images import build_model_image, ensure_image, model_image_tag
@@ -143,7 +143,10 @@ class DockerContainerManager(RemoteAddresses, AdminBackedManager):
                     {"DOCKER_HOST": f"unix://{SOCKET_IN_CONTAINER}"})
         return {}, {"DOCKER_HOST": host}  # a TCP engine: the frontend reaches it at the same address
 
-    def start_clipper(self, **_: Any) -> None:
+    def start_clipper(self, cache_size: int | None = None, **_: Any) -> None:
+        """Start the frontend container (``cache_size``: the prediction cache in bytes, 0 for none; Clipper's
+        default 32 MiB when not given) and wait until it answers."""
+        cache_args = cache_size_args(cache_size)
         running = self._frontend()
         if running is not None:
             if running.status == "running":
@@ -173,7 +176,7 @@ class DockerContainerManager(RemoteAddresses, AdminBackedManager):
                    "--home", "/state", "--replicas", "docker", "--query-host", hosts[0], "--query-port", str(hosts[1]),
                    "--admin-host", hosts[2], "--admin-port", str(hosts[3]), "--rpc-host", hosts[4],
                    "--rpc-port", str(hosts[5]), "--max-body", str(self.max_request_bytes),
-                   "--max-batch-rows", str(self.max_batch_rows)]
+                   "--max-batch-rows", str(self.max_batch_rows), *cache_args]
         # The secret replicas prove to the frontend: in the frontend's environment, which hands it to each
         # replica container's (the engine's API is root-equivalent, so it protects them as well as a file).
         env.update({"CLIPPER_ADMIN_TOKEN": token, SECRET_ENV: new_secret(), "CLIPPER_DOCKER_CLUSTER": self.cluster_name,

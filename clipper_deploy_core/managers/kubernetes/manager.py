@@ -20,6 +20,7 @@ from ...exceptions import ClipperException
 from ...extras import require_extra
 from ...naming import validate_name
 from ...replica_auth import new_secret
+from ..admin_client import cache_size_args
 from ..base import ContainerManager, RemoteAddresses
 from . import manifests as mf
 
@@ -130,9 +131,15 @@ class KubernetesContainerManager(RemoteAddresses, ContainerManager):
         """The cluster's manifests, as ``clipper-deploy k8s render`` prints them."""
         return mf.cluster_manifests(self.spec, token, secret, with_namespace=self.create_namespace)
 
-    def start_clipper(self, num_frontend_replicas: int | None = None, **_: Any) -> None:
+    def start_clipper(self, num_frontend_replicas: int | None = None, cache_size: int | None = None,
+                      **_: Any) -> None:
+        """Create the cluster's objects and wait for the frontend rollout (``cache_size``: each frontend pod's
+        prediction cache in bytes, 0 for none)."""
         from kubernetes.client.exceptions import ApiException
 
+        if cache_size is not None:
+            cache_size_args(cache_size)  # checked here, where it enters
+            self.spec.cache_size = cache_size
         if num_frontend_replicas is not None:
             self.spec.num_frontend_replicas = num_frontend_replicas
         self._ensure_namespace()

@@ -58,6 +58,7 @@ class ClusterSpec:
     admin_node_port: int | None = None
     max_request_bytes: int = 16 * 1024 * 1024
     max_batch_rows: int = 10_000
+    cache_size: int | None = None  # the prediction cache of each frontend pod, in bytes (None: the cluster's default)
     image_pull_policy: str = "IfNotPresent"
     # Host names the admin API answers to besides IP addresses (its Service's names are always allowed).
     admin_allowed_hosts: list[str] = field(default_factory=list)
@@ -150,6 +151,7 @@ def frontend_deployment(spec: ClusterSpec) -> Manifest:
                "--admin-host", "0.0.0.0", "--admin-port", str(ADMIN_PORT), "--rpc-host", "0.0.0.0",
                "--rpc-port", str(RPC_PORT), "--max-body", str(spec.max_request_bytes),
                "--max-batch-rows", str(spec.max_batch_rows),
+               *([] if spec.cache_size is None else ["--cache-size", str(spec.cache_size)]),
                "--admin-allowed-hosts", ",".join(admin_host_names(spec))]
     container = {
         "name": "frontend", "image": spec.frontend_image, "imagePullPolicy": spec.image_pull_policy,

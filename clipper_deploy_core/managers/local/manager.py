@@ -19,7 +19,7 @@ from ...envs import cluster_dir, default_home
 from ...exceptions import ClipperException
 from ...http_client import request
 from ...naming import validate_name
-from ..admin_client import AdminBackedManager
+from ..admin_client import AdminBackedManager, cache_size_args
 
 START_TIMEOUT_S = 60.0
 
@@ -65,7 +65,8 @@ class LocalContainerManager(AdminBackedManager):
                  clipper_management_port: int = 1338, clipper_rpc_port: int = 7000, home: str | Path | None = None,
                  query_host: str = "127.0.0.1", admin_host: str = "127.0.0.1",
                  max_request_bytes: int = 16 * 1024 * 1024, admin_token: str | None = None,
-                 insecure_loopback_admin: bool = False, max_batch_rows: int = 10_000) -> None:
+                 insecure_loopback_admin: bool = False, max_batch_rows: int = 10_000,
+                 cache_size: int | None = None) -> None:
         self.cluster_name = validate_name(cluster_name, "cluster name")
         self.cluster_identifier = cluster_name
         self.ports = (clipper_query_port, clipper_management_port, clipper_rpc_port)
@@ -75,6 +76,7 @@ class LocalContainerManager(AdminBackedManager):
         self.max_request_bytes, self.admin_token = max_request_bytes, admin_token
         self.insecure_loopback_admin = insecure_loopback_admin
         self.max_batch_rows = max_batch_rows
+        self.cache_size = cache_size  # start_clipper's default: Clipper takes it there, a harness may only set it here
         self.info: dict[str, Any] | None = None
 
     # --- cluster lifecycle --------------------------------------------------------------------
@@ -85,7 +87,10 @@ class LocalContainerManager(AdminBackedManager):
             return None
         return info if _alive(int(info["pid"])) else None
 
-    def start_clipper(self, **_: Any) -> None:
+    def start_clipper(self, cache_size: int | None = None, **_: Any) -> None:
+        """Start the cluster process (``cache_size``: the prediction cache in bytes, 0 for none; Clipper's
+        default 32 MiB when not given) and wait until it listens."""
+        cache_args = cache_size_args(self.cache_size if cache_size is None else cache_size)
         running = self._read_info()
         if running:
             raise ClipperException(f"A cluster named '{self.cluster_name}' is already running (pid {running['pid']}, "
@@ -106,7 +111,7 @@ class LocalContainerManager(AdminBackedManager):
             [sys.executable, "-m", "clipper_deploy_core.cluster", "--name", self.cluster_name,
              "--home", str(self.dir), "--query-host", self.query_host, "--query-port", str(q), "--admin-host",
              self.admin_host, "--admin-port", str(a), "--rpc-port", str(r), "--max-body", str(self.max_request_bytes),
-             "--max-batch-rows", str(self.max_batch_rows),
+             "--max-batch-rows", str(self.max_batch_rows), *cache_args,
              "--env-root", str(self.home), *(["--insecure-loopback-admin"] if self.insecure_loopback_admin else [])],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, env=env, cwd=str(self.dir))
         log.close()
