@@ -47,9 +47,22 @@ def parse_wrk(out: str) -> dict[str, float]:
             "socket_errors": errors.group(0) if errors else ""}
 
 
-def run_wrk(url: str, body: dict, connections: int, duration: int, tmp: Path) -> dict[str, float]:
+DISTINCT_LUA = """wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local n = 0
+request = function()
+  n = n + 1
+  return wrk.format(nil, nil, nil, '{{"input": [' .. n .. ', {rest}]}}')
+end
+"""
+
+
+def run_wrk(url: str, body: dict, connections: int, duration: int, tmp: Path,
+            distinct: bool = False) -> dict[str, float]:
+    """wrk on ``url``; with ``distinct``, every request's first number is new (no prediction-cache hit)."""
     script = tmp / "post.lua"
-    script.write_text(LUA.format(body=json.dumps(body)))
+    rest = json.dumps(body["input"][1:])[1:-1]
+    script.write_text(DISTINCT_LUA.format(rest=rest) if distinct else LUA.format(body=json.dumps(body)))
     out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script), url],
                          capture_output=True, text=True, check=True).stdout
     return parse_wrk(out)
@@ -186,6 +199,26 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def cache_cost(off, model, duration: int, tmp: Path) -> str:
+    """mlp at c=32 with every input new (all misses: the cache's lookup and fill, never a hit), on the cluster
+    with the cache off and on a second one with the default cache, interleaved off/on/off/on."""
+    from clipper_deploy_pytorch import create_endpoint as torch_endpoint
+
+    on = ClipperConnection(LocalContainerManager("cached", 0, 0, 0, home=tmp))
+    on.start_clipper()
+    try:
+        torch_endpoint(on, "mlp", "doubles", mlp_predict, model, slo_micros=10_000_000)
+        body = {"input": [0.5] * 784}
+        runs: dict[str, list[float]] = {"off": [], "on": []}
+        for label, conn in (("off", off), ("on", on)) * 2:
+            r = run_wrk(f"http://{conn.get_query_addr()}/mlp/predict", body, 32, duration, tmp, distinct=True)
+            runs[label].append(r["rps"])
+        a, b = (sum(runs[k]) / 2 for k in ("off", "on"))
+        return f"{a:.0f} / {b:.0f} req/s ({(b - a) / a:+.1%})"
+    finally:
+        on.stop_all()
+
+
 def scale_up_and_restart(conn, name: str) -> tuple[float, float]:
     """Seconds for set_num_replicas(name, 2) to return with the second replica serving, and from kill -9 of a
     replica to its replacement serving."""
@@ -250,7 +283,9 @@ def main() -> None:
     extra: dict[str, str] = {}
     limit = None
     with tempfile.TemporaryDirectory() as tmp:
-        conn = ClipperConnection(LocalContainerManager("bench", 0, 0, 0, home=tmp))
+        # wrk sends one body over and over: with the prediction cache on, every query after the first would be
+        # a hit. The serving figures are taken with it off; its own cost is measured below, on distinct inputs.
+        conn = ClipperConnection(LocalContainerManager("bench", 0, 0, 0, home=tmp, cache_size=0))
         conn.start_clipper()
         try:
             if "echo" in workloads:
@@ -269,6 +304,8 @@ def main() -> None:
                 rows += [("clipper-deploy", "mlp", c, r) for c, r in measure(
                     f"http://{conn.get_query_addr()}/mlp/predict", {"input": [0.5] * 784}, args.duration,
                     Path(tmp), cluster_pids(conn))]
+                extra["mlp c=32, distinct inputs, cache off / on (lookup cost)"] = cache_cost(
+                    conn, model, args.duration, Path(tmp))
                 # One replica per core: while one computes a batch the frontend fills the other's.
                 scale, restart = scale_up_and_restart(conn, "mlp")
                 extra["mlp: scale-up 1 -> 2 replicas / restart after kill -9"] = f"{scale:.2f} s / {restart:.2f} s"
