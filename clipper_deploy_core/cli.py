@@ -109,11 +109,33 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _policy_text(policy: dict[str, Any]) -> str:
+    params = policy.get("params") or {}
+    return str(policy["name"]) + (" " + json.dumps(params, separators=(",", ":")) if params else "")
+
+
 def _apps(args: argparse.Namespace) -> int:
-    rows = [("APP", "INPUT TYPE", "SLO (us)", "DEFAULT OUTPUT", "LINKED MODEL")]
+    rows = [("APP", "INPUT TYPE", "SLO (us)", "DEFAULT OUTPUT", "LINKED MODELS", "SELECTION POLICY")]
     rows += [(a["name"], a["input_type"], str(a["latency_slo_micros"]), a["default_output"],
-              ",".join(a["linked_models"]) or "-") for a in _connected(args).get_all_apps(verbose=True)]
+              ",".join(a["linked_models"]) or "-", _policy_text(a.get("selection_policy") or {"name": "default"}))
+             for a in _connected(args).get_all_apps(verbose=True)]
     _table(rows)
+    return 0
+
+
+def _policy(args: argparse.Namespace) -> int:
+    params: dict[str, Any] = {}
+    for item in args.param:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"error: --param takes KEY=VALUE, got {item!r}")
+        try:
+            params[key] = json.loads(value)  # numbers, objects (weights={"a": 90, "b": 10}), lists
+        except ValueError:
+            params[key] = value
+    conn = _connected(args)
+    conn.set_selection_policy(args.app, args.policy, **params)
+    print(f"{args.app}: {_policy_text(conn.get_app_info(args.app)['selection_policy'])}")
     return 0
 
 
@@ -296,7 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
                                   ("apps", _apps, "list applications"), ("models", _models, "list model versions"),
                                   ("replicas", _replicas, "list replicas and their health"),
                                   ("logs", _logs, "copy the cluster's and replicas' logs into a folder"),
-                                  ("predict", _predict, "send one query to an app")):
+                                  ("predict", _predict, "send one query to an app"),
+                                  ("policy", _policy, "set how an app picks among its linked models")):
         p = sub.add_parser(name, help=help_text)
         p.add_argument("--cluster", default="default-cluster")
         p.add_argument("--manager", default="local",
@@ -313,6 +336,11 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "logs":
             p.add_argument("--dir", default=None,
                            help="where to copy them (default: collected-logs/ in the cluster's own directory)")
+        if name == "policy":
+            p.add_argument("app")
+            p.add_argument("policy", help="default, weighted, or an installed policy's name")
+            p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                           help='a parameter, its value as JSON where it parses: --param weights=\'{"a": 95, "b": 5}\'')
         if name == "predict":
             p.add_argument("app")
             p.add_argument("input", help='JSON, e.g. "[1.0, 2.0]"')

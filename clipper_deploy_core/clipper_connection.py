@@ -121,6 +121,12 @@ class ClipperConnection:
     def get_linked_models(self, app_name: str) -> list[str]:
         return list(self._post("get_linked_models", {"app_name": app_name}))
 
+    def set_selection_policy(self, app_name: str, policy: str, **params: Any) -> None:
+        """Choose how ``app_name`` picks among its linked models: ``"default"`` (the first linked answers),
+        ``"weighted"`` (``weights={model: number}``: a canary, a blue/green switch) or an installed policy.
+        ``get_app_info(app_name)["selection_policy"]`` shows it."""
+        self._post("set_selection_policy", {"app_name": app_name, "policy": policy, "params": params})
+
     # --- models -------------------------------------------------------------------------------
     # Each public method checks its arguments once, where they enter; the private steps trust them.
     def build_model(self, name: str, version: Any, model_data_path: str, base_image: str,

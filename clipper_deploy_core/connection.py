@@ -19,7 +19,7 @@ class ConnectionInterface(Protocol):
         """``{name, input_type, default_output, latency_slo_micros, linked_models}``, or ``None``."""
 
     def get_linked_models(self, app_name: str) -> list[str]:
-        """Names of the models linked to ``app_name`` (at most one)."""
+        """Names of the models linked to ``app_name``, in link order (the first answers under the default policy)."""
 
     def link_model_to_app(self, app_name: str, model_name: str) -> None:
         """Route ``app_name``'s queries to ``model_name``'s current version."""

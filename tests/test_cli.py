@@ -28,7 +28,7 @@ def test_start_status_stop(tmp_path):
         assert line.split() == ["cli-app", "doubles", "cli-app", "1", "1/1"]
         apps = cli("apps", "--cluster", "cli-test", home=tmp_path).stdout
         assert next(ln for ln in apps.splitlines() if ln.startswith("cli-app")).split() == [
-            "cli-app", "doubles", "3000000", "None", "cli-app"]
+            "cli-app", "doubles", "3000000", "None", "cli-app", "default"]
         models = cli("models", "--cluster", "cli-test", home=tmp_path).stdout
         assert next(ln for ln in models.splitlines() if ln.startswith("cli-app")).split()[:5] == [
             "cli-app", "1", "*", "doubles", "-1"]

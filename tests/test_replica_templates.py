@@ -120,3 +120,20 @@ def test_a_local_replica_links_over_a_unix_socket_or_tcp_when_the_path_is_too_lo
         assert not socket_inodes(rep["pid"]) & unix_inodes()
         assert not (Path(conn.cm.dir) / "rpc.sock").exists()
         assert predict(conn, "tcp", {"input": [1.0, 2.0]})["output"] == 2
+
+
+def test_the_template_preloads_what_the_bundles_plugin_declared(tmp_path):
+    """The toy plugin's save_model declares ``preload: ["toy_models"]``: its replicas fork from a template that
+    imported it, and a closure's replicas from another one that did not."""
+    import toy_models
+
+    from clipper_deploy_core import deploy
+
+    with local_cluster("preload", tmp_path) as conn:
+        deploy(conn, toy_models.Polynomial([1.0, 2.0]), lambda m, xs: [str(m(x[0])) for x in xs],
+               name="poly")
+        create_endpoint(conn, "closure", "doubles", lambda xs: [str(len(x)) for x in xs])
+        (poly,), (closure,) = ready(conn, "poly"), ready(conn, "closure")
+        assert cmdline(parent_of(poly["pid"])).split()[-1] == "toy_models"
+        assert cmdline(parent_of(closure["pid"])).split()[-1] == "clipper_deploy_core.replica.template"
+        assert predict(conn, "poly", {"input": [2.0]})["output"] == 5.0

@@ -43,6 +43,7 @@ class Manifest:
     framework_versions: dict[str, str] = field(default_factory=dict)
     model_metadata: dict[str, Any] = field(default_factory=dict)
     pkgs_to_install: list[str] = field(default_factory=list)
+    preload: list[str] = field(default_factory=list)  # modules a replica template may import before it forks
     files: dict[str, str] = field(default_factory=dict)  # relative posix path -> sha256 hex
     created_at: str = ""
     format_version: int = FORMAT_VERSION

@@ -110,6 +110,7 @@ def save_bundle(
             python_version=platform.python_version(), cloudpickle_version=cloudpickle.__version__,
             framework_versions=dict(saved.get("framework_versions", {})),
             model_metadata=dict(saved.get("metadata", {})),
+            preload=[str(m) for m in saved.get("preload", [])],
             pkgs_to_install=pkgs, files=hash_tree(root),
             created_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         )

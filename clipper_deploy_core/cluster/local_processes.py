@@ -45,8 +45,7 @@ class ProcessRunner(ReplicaRunner):
     async def start(self, d: Deployment, r: Replica, env: dict[str, str]) -> None:
         python = await asyncio.to_thread(ensure_env, d.pkgs, self.env_root) if d.pkgs else sys.executable
         if self.templates is not None and d.bundle is not None:
-            frameworks = tuple(sorted(read_manifest(d.bundle).framework_versions))
-            template = await self.templates.get(python, frameworks)
+            template = await self.templates.get(python, tuple(sorted(read_manifest(d.bundle).preload)))
             if template is not None:
                 try:
                     forked = await template.fork({**os.environ, **env}, Path(r.log), self.home)

@@ -1,4 +1,5 @@
-"""Warm replica templates (:mod:`clipper_deploy_core.replica.template`), one per interpreter and framework set,
+"""Warm replica templates (:mod:`clipper_deploy_core.replica.template`), one per interpreter and set of modules to
+preload (what the bundle's plugin declared safe to import before a fork),
 kept by the local runner so that a scale-up or a restart forks a replica instead of starting Python and importing
 the framework again."""
 
@@ -105,7 +106,7 @@ class Template:
 
 
 class TemplatePool:
-    """Templates by (interpreter, framework modules), started on first use. A template that cannot start (a
+    """Templates by (interpreter, modules to preload), started on first use. A template that cannot start (a
     framework that fails to import) is not kept: the replica then starts as a fresh process and fails with its own
     traceback, as before."""
 
@@ -114,17 +115,17 @@ class TemplatePool:
         self.templates: dict[tuple[str, tuple[str, ...]], Template] = {}
         self.lock = asyncio.Lock()
 
-    async def get(self, python: str, frameworks: tuple[str, ...]) -> Template | None:
-        """The ready template for ``python`` with ``frameworks`` (distribution names) imported, started if need
-        be; ``None`` if it cannot start."""
+    async def get(self, python: str, modules: tuple[str, ...]) -> Template | None:
+        """The ready template for ``python`` with ``modules`` imported, started if need be; ``None`` if it cannot
+        start."""
         async with self.lock:
-            key = (python, frameworks)
+            key = (python, modules)
             template = self.templates.get(key)
             if template is None or template.reader.done():
                 self.log_dir.mkdir(parents=True, exist_ok=True)
                 with open(self.log_dir / "template.log", "ab") as log:
                     proc = await asyncio.create_subprocess_exec(
-                        python, "-m", "clipper_deploy_core.replica.template", *frameworks,
+                        python, "-m", "clipper_deploy_core.replica.template", *modules,
                         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=log, cwd=str(self.cwd))
                 template = self.templates[key] = Template(proc)
         if not await asyncio.shield(template.ready):

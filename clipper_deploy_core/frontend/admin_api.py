@@ -14,6 +14,8 @@ from typing import Any, Protocol
 import orjson
 
 from ..exceptions import ClipperException
+from ..selection.policy import PolicyError
+from ..selection.registry import policy_class
 from .admin_guard import TOKEN_HEADER, AdminGuard, admin_error
 from .http import Request, Response, json_response, text_response
 from .state import ClusterState, Deployment
@@ -63,7 +65,7 @@ class AdminAPI:
             "add_app": self._add_app, "delete_app": self._delete_app,
             "add_model_links": self._add_links, "delete_model_links": self._delete_links,
             "add_model": self._add_model, "delete_versioned_model": self._delete_model,
-            "set_model_version": self._set_version,
+            "set_model_version": self._set_version, "set_selection_policy": self._set_policy,
             "deploy_replicas": self._deploy_replicas, "set_num_replicas": self._set_num_replicas,
         }
         getters: dict[str, BodyHandler] = {
@@ -101,7 +103,7 @@ class AdminAPI:
                     result = await handler(body)
             except FieldError as e:
                 return admin_error(400, f"{e}. Expected JSON schema: see the Clipper management API")
-            except ClipperException as e:
+            except (ClipperException, PolicyError) as e:
                 return admin_error(400, str(e))
             if isinstance(result, str):
                 return text_response(result)
@@ -138,10 +140,20 @@ class AdminAPI:
     async def _add_links(self, b: dict[str, Any]) -> str:
         app, models = _str(b, "app_name"), _str_list(b, "model_names")
         self.state.add_link(app, models)
-        return f"Successfully linked model with name '{models[0]}' to application '{app}'"
+        if len(models) == 1:
+            return f"Successfully linked model with name '{models[0]}' to application '{app}'"
+        return f"Successfully linked models {models} to application '{app}'"
 
     async def _delete_links(self, b: dict[str, Any]) -> str:
         app, models = _str(b, "app_name"), _str_list(b, "model_names")
+        name, params, _ = self.state.policy(app)
+        if name != "default" and self.state.get_app(app) is not None:
+            remaining = [m for m in self.state.linked_models(app) if m not in models]
+            try:
+                policy_class(name)(remaining, params, None)
+            except PolicyError as e:
+                raise ClipperException(f"Unlinking {models} from '{app}' would break its '{name}' selection policy "
+                                       f"({e}); set a policy without them first") from None
         self.state.delete_link(app, models)
         return f"Successfully deleted links between {models} and application '{app}'"
 
@@ -150,6 +162,18 @@ class AdminAPI:
         if self.state.get_app(app) is None:
             raise ClipperException(f"No application with name '{app}' exists.")
         return self.state.linked_models(app)
+
+    # --- selection policies ---------------------------------------------------------------------
+    async def _set_policy(self, b: dict[str, Any]) -> str:
+        app, name = _str(b, "app_name"), _str(b, "policy")
+        params = _get(b, "params", {})
+        if not isinstance(params, dict):
+            raise FieldError(f"params must be a JSON object, got {type(params).__name__}")
+        if self.state.get_app(app) is None:
+            raise ClipperException(f"No app with name '{app}' exists.")
+        policy_class(name)(self.state.linked_models(app), params, None)  # PolicyError names a bad parameter
+        self.state.set_policy(app, name, params)
+        return f"Successfully set the selection policy of application '{app}' to '{name}'"
 
     # --- models -------------------------------------------------------------------------------
     async def _add_model(self, b: dict[str, Any]) -> str:

@@ -30,6 +30,7 @@ class Outcome:
     output: str | None = None
     reason: str | None = None
     explanation: str | None = None
+    model: str | None = None  # "name:version" that answered, where a selection policy chose it
 
 
 @dataclass

@@ -55,6 +55,9 @@ class Metrics:
         self.cache_hits = Counter("clipper_model_cache_hits", "Prediction-cache hits per model version",
                                   ["model", "version"], registry=r)
         r.register(_CacheHitRatio(self))
+        self.app_model_queries = Counter("clipper_app_model_queries", "Inputs each linked model answered, per app "
+                                         "(apps under a selection policy)", ["app", "model"], registry=r)
+        self._app_models: dict[tuple[str, str], Any] = {}
         self.live_replicas = Gauge("clipper_model_live_replicas", "Connected replicas", ["model", "version"],
                                    registry=r)
 
@@ -65,6 +68,13 @@ class Metrics:
             m = self._apps[name] = AppMetrics(self.requests.labels(name), self.predictions.labels(name),
                                               self.app_latency.labels(name))
         return m
+
+    def app_model(self, app: str, model: str) -> Any:
+        """The counter of inputs ``model`` ("name:version") answered for ``app``, looked up once per pair."""
+        c = self._app_models.get((app, model))
+        if c is None:
+            c = self._app_models[(app, model)] = self.app_model_queries.labels(app, model)
+        return c
 
     def model(self, name: str, version: str) -> ModelMetrics:
         """The per-model-version series, looked up once per version."""

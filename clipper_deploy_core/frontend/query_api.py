@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import time
 from collections.abc import Callable
@@ -11,6 +12,8 @@ from typing import Any
 import orjson
 
 from ..inputs import NUMPY_DTYPES, InputError
+from ..selection.policy import PolicyError, SelectionPolicy
+from ..selection.registry import policy_class
 from ..wire import RawQuery
 from .dispatch import Dispatcher, Outcome, Task
 from .http import Handler, Request, Response, json_response
@@ -78,6 +81,7 @@ class QueryAPI:
         self.max_batch_rows = max_batch_rows
         self.offload = offload or Offload()
         self._qids = itertools.count()
+        self._policies: dict[str, tuple[tuple[str, bytes, tuple[str, ...]], SelectionPolicy]] = {}
 
     def routes(self) -> list[tuple[str, str, Handler]]:
         """``GET /metrics`` and ``POST /<app>/predict``."""
@@ -129,7 +133,7 @@ class QueryAPI:
         metrics.requests.inc()
         metrics.predictions.inc(n)
         try:
-            _, outcomes = await self.run(app, parsed.inputs, parsed.version)
+            _, outcomes = await self.run(app, parsed.inputs, parsed.version, parsed.uid)
         except QueryRejected as e:
             return json_error(400, "Query processing error", e.cause)
         replies = []
@@ -159,21 +163,72 @@ class QueryAPI:
                                 unknown_version=True)
         return version, model
 
-    async def run(self, app: Any, inputs: Any, version: str | None) -> tuple[str, list[Outcome]]:
-        """Queue ``inputs`` (wire form: a list, or a 2-D array of rows) for the app's model and wait for them,
-        at most the app's SLO."""
-        served, model = self.resolve(app, version)
+    def policy(self, app: Any, linked: list[str]) -> SelectionPolicy:
+        """The app's selection policy object, rebuilt only when its name, parameters or links change."""
+        name, params, saved = self.state.policy(app.name)
+        key = (name, orjson.dumps(params, option=orjson.OPT_SORT_KEYS), tuple(linked))
+        cached = self._policies.get(app.name)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        policy = policy_class(name)(linked, params, saved or None)
+        self._policies[app.name] = (key, policy)
+        return policy
+
+    async def run(self, app: Any, inputs: Any, version: str | None, uid: str | None = None
+                  ) -> tuple[str, list[Outcome]]:
+        """Queue ``inputs`` (wire form: a list, or a 2-D array of rows) for the model(s) the app's selection policy
+        chooses and wait for them, at most the app's SLO. A pinned ``version`` is the first linked model's."""
+        linked = self.state.linked_models(app.name)
+        if version is not None or self.state.policy(app.name)[0] == "default":
+            served, model = self.resolve(app, version)
+            return served, await self.run_model(app, model, inputs)
+        try:
+            policy = self.policy(app, linked)
+        except PolicyError as e:
+            return "", [Outcome(reason="no_model", explanation=f"{NO_MODEL}: the selection policy of '{app.name}' "
+                                                                 f"cannot run: {e}")] * len(inputs)
+        chosen = [policy.select(uid) for _ in range(len(inputs))]
+        groups: dict[str, list[int]] = {}
+        for i, names in enumerate(chosen):
+            for name in names:
+                groups.setdefault(name, []).append(i)
+        models = {name: self.state.current_model(name) for name in groups}
+        runs = await asyncio.gather(*(self.run_model(app, models[name], [inputs[i] for i in idx])
+                                      for name, idx in groups.items()))
+        per_input: list[dict[str, Outcome]] = [{} for _ in range(len(inputs))]
+        for (name, idx), outcomes in zip(groups.items(), runs, strict=True):
+            model = models[name]
+            label = f"{name}:{model.version}" if model is not None else name
+            self.metrics.app_model(app.name, label).inc(len(idx))
+            for i, o in zip(idx, outcomes, strict=True):
+                per_input[i][name] = dataclasses.replace(o, model=label)
+        result = []
+        for names, got in zip(chosen, per_input, strict=True):
+            if len(names) == 1:
+                result.append(got[names[0]])
+                continue
+            answered = {n: o.output for n, o in got.items() if o.output is not None}
+            combined = policy.combine(answered) if answered else None
+            if combined is None:
+                result.append(next(iter(got.values())))
+            else:
+                result.append(Outcome(output=combined, model="+".join(sorted(f"{n}" for n in answered))))
+        first = models[next(iter(groups))] if groups else None
+        return (first.version if first is not None else ""), result
+
+    async def run_model(self, app: Any, model: Any, inputs: Any) -> list[Outcome]:
+        """Queue ``inputs`` for one model version (``None``: none to serve them) and wait, at most the app's SLO."""
         if model is None:
             what = ("no model is linked to app" if not self.state.linked_models(app.name)
                     else "no version of the model for")
-            return served, [Outcome(reason="no_model", explanation=f"{NO_MODEL}: {what} '{app.name}'")] * len(inputs)
+            return [Outcome(reason="no_model", explanation=f"{NO_MODEL}: {what} '{app.name}'")] * len(inputs)
         key = (model.name, model.version)
         if self.dispatcher.live_replicas(key) == 0:
             failing = self.failure(*key)
             if failing or self.expected_replicas(*key) == 0:
                 why = f"no live replica: model {model.name}:{model.version} " + (
                     f"fails to start: {failing}" if failing else "has no live replica")
-                return served, [Outcome(reason="no_replica", explanation=f"{NO_MODEL}: {why}")] * len(inputs)
+                return [Outcome(reason="no_replica", explanation=f"{NO_MODEL}: {why}")] * len(inputs)
         slo = app.latency_slo_micros / 1e6
         deadline = time.monotonic() + slo
         queue = self.dispatcher.queue(key, model.batch_size)
@@ -207,11 +262,11 @@ class QueryAPI:
             model_metrics.cache_tally[1] += hits
         model_metrics.requests.inc(len(tasks))
         if not tasks:
-            return served, [o for o in outcomes if isinstance(o, Outcome)]  # every one answered from the cache
+            return [o for o in outcomes if isinstance(o, Outcome)]  # every one answered from the cache
         # One timer per request answers whatever is still pending at the deadline with the SLO default.
         timer = asyncio.get_running_loop().call_at(_loop_time(deadline), _expire, tasks)
         try:
-            return served, [await o.future if isinstance(o, Task) else o for o in outcomes]
+            return [await o.future if isinstance(o, Task) else o for o in outcomes]
         finally:
             timer.cancel()
 
@@ -222,7 +277,11 @@ class QueryAPI:
     def _reply(self, app: Any, outcome: Outcome) -> dict[str, Any]:
         qid = next(self._qids)
         if outcome.output is not None:
-            return {"query_id": qid, "output": parse_output(outcome.output), "default": False}
-        self.count_default(app, outcome)
-        return {"query_id": qid, "output": parse_output(app.default_output), "default": True,
-                "default_explanation": outcome.explanation}
+            reply = {"query_id": qid, "output": parse_output(outcome.output), "default": False}
+        else:
+            self.count_default(app, outcome)
+            reply = {"query_id": qid, "output": parse_output(app.default_output), "default": True,
+                     "default_explanation": outcome.explanation}
+        if outcome.model is not None:
+            reply["model"] = outcome.model
+        return reply

@@ -13,7 +13,8 @@ import orjson
 
 from ..inputs import NUMPY_DTYPES, InputError, numeric_rows, parse_single_input, validate_input
 
-SCHEMA_HINT = 'Expected JSON schema: {"input": <input>} or {"input_batch": [<input>, ...]}, optional "version"'
+SCHEMA_HINT = ('Expected JSON schema: {"input": <input>} or {"input_batch": [<input>, ...]}, optional "version" '
+               'and "uid"')
 
 
 class BodyError(Exception):
@@ -35,6 +36,7 @@ def too_many_rows(n: int, max_rows: int) -> BodyError:
 class RestQuery:
     inputs: Any  # the inputs in wire form: a list, or a 2-D numpy array whose rows are the inputs
     version: str | None
+    uid: str | None = None  # the user, for a selection policy that keeps each user on one model
 
 
 def parse_rest(body: bytes, input_type: str, max_rows: int) -> RestQuery:
@@ -49,6 +51,10 @@ def parse_rest(body: bytes, input_type: str, max_rows: int) -> RestQuery:
     version = obj.get("version")
     if version is not None and type(version) not in (str, int):
         raise BodyError(400, "Json error", f"version must be a string or an integer, got {type(version).__name__}")
+    uid = obj.get("uid")
+    if uid is not None and (type(uid) not in (str, int) or (isinstance(uid, str) and not uid)):
+        raise BodyError(400, "Json error", f"uid must be a non-empty string or an integer, got {uid!r:.40}")
+    uid = None if uid is None else str(uid)
     batch = "input_batch" in obj
     raw = obj["input_batch"] if batch else [obj["input"]]
     if batch and (not isinstance(raw, list) or not raw):
@@ -60,13 +66,13 @@ def parse_rest(body: bytes, input_type: str, max_rows: int) -> RestQuery:
         if batch and input_type in NUMPY_DTYPES and not bools:
             rows = _numeric_batch(input_type, raw)
             if rows is not None:
-                return RestQuery(rows, None if version is None else str(version))
+                return RestQuery(rows, None if version is None else str(version), uid)
         inputs = [validate_input(input_type, x, f"input_batch[{i}]" if batch else "input", bools)
                   for i, x in enumerate(raw)]
     except InputError as e:
         raise BodyError(400, "Json error", f"{e}. {SCHEMA_HINT}") from None
     wire = raw if input_type == "bytes" else inputs  # bytes travel base64-encoded
-    return RestQuery(wire, None if version is None else str(version))
+    return RestQuery(wire, None if version is None else str(version), uid)
 
 
 def check_single(body: bytes, input_type: str) -> None:

@@ -19,7 +19,10 @@ from ..naming import validate_name, validate_version
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS apps (name TEXT PRIMARY KEY, input_type TEXT NOT NULL, default_output TEXT NOT NULL,
                                  latency_slo_micros INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS links (app_name TEXT PRIMARY KEY, model_name TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS links (app_name TEXT NOT NULL, model_name TEXT NOT NULL, seq INTEGER NOT NULL,
+                                  PRIMARY KEY (app_name, model_name));
+CREATE TABLE IF NOT EXISTS policies (app_name TEXT PRIMARY KEY, name TEXT NOT NULL, params TEXT NOT NULL,
+                                     state TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS models (name TEXT NOT NULL, version TEXT NOT NULL, input_type TEXT NOT NULL,
                                    labels TEXT NOT NULL, container_name TEXT NOT NULL, model_data_path TEXT NOT NULL,
                                    batch_size INTEGER NOT NULL, is_current INTEGER NOT NULL DEFAULT 0,
@@ -29,7 +32,7 @@ CREATE TABLE IF NOT EXISTS deployments (name TEXT NOT NULL, version TEXT NOT NUL
                                         image TEXT NOT NULL DEFAULT '', PRIMARY KEY (name, version));
 """
 CONTAINERLESS = "NO_CONTAINER"
-TABLES = ("apps", "links", "models", "deployments")
+TABLES = ("apps", "links", "models", "deployments", "policies")
 
 
 @dataclass(frozen=True)
@@ -91,7 +94,17 @@ class ClusterState:
         self._reads: dict[tuple[str, tuple[Any, ...]], list[tuple[Any, ...]]] = {}
 
     def _migrate(self) -> None:
-        """State written before images had a column of their own kept a model image's tag in ``bundle_dir``."""
+        """State written before images had a column of their own kept a model image's tag in ``bundle_dir``; state
+        written before apps could link several models kept one link per app, without an order."""
+        if "seq" not in [r[1] for r in self._db.execute("PRAGMA table_info(links)")]:
+            self._db.executescript("""
+                BEGIN;
+                ALTER TABLE links RENAME TO links_one_per_app;
+                CREATE TABLE links (app_name TEXT NOT NULL, model_name TEXT NOT NULL, seq INTEGER NOT NULL,
+                                    PRIMARY KEY (app_name, model_name));
+                INSERT INTO links SELECT app_name, model_name, rowid FROM links_one_per_app;
+                DROP TABLE links_one_per_app;
+                COMMIT;""")
         columns = [r[1] for r in self._db.execute("PRAGMA table_info(deployments)")]
         if "image" not in columns:
             self._db.execute("ALTER TABLE deployments ADD COLUMN image TEXT NOT NULL DEFAULT ''")
@@ -124,7 +137,9 @@ class ClusterState:
             try:
                 for t in TABLES:
                     self._db.execute(f"DELETE FROM {t}")
-                    for row in snapshot.get(t, []):
+                    for i, row in enumerate(snapshot.get(t, [])):
+                        if t == "links" and len(row) == 2:  # written by a frontend from before ordered links
+                            row = [*row, i]
                         self._db.execute(f"INSERT INTO {t} VALUES ({','.join('?' * len(row))})", row)
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -152,6 +167,7 @@ class ClusterState:
                 raise ClipperException(f"Application '{name}' does not exist")
             self._q("DELETE FROM apps WHERE name=?", name)
             self._q("DELETE FROM links WHERE app_name=?", name)
+            self._q("DELETE FROM policies WHERE app_name=?", name)
 
     def get_app(self, name: str) -> App | None:
         """The application called ``name``, or ``None``."""
@@ -164,35 +180,38 @@ class ClusterState:
 
     def app_dict(self, app: App) -> dict[str, Any]:
         """An application as Clipper's ``get_app_info`` reports it."""
+        name, params, _ = self.policy(app.name)
         return {"name": app.name, "input_type": app.input_type, "default_output": app.default_output,
-                "latency_slo_micros": app.latency_slo_micros, "linked_models": self.linked_models(app.name)}
+                "latency_slo_micros": app.latency_slo_micros, "linked_models": self.linked_models(app.name),
+                "selection_policy": {"name": name, "params": params}}
 
     # --- links ------------------------------------------------------------------------------
     def linked_models(self, app_name: str) -> list[str]:
-        """The names of the models linked to ``app_name``."""
-        return [r[0] for r in self._q("SELECT model_name FROM links WHERE app_name=?", app_name)]
+        """The names of the models linked to ``app_name``, in the order they were linked."""
+        return [r[0] for r in self._q("SELECT model_name FROM links WHERE app_name=? ORDER BY seq", app_name)]
 
     def add_link(self, app_name: str, model_names: list[str]) -> None:
-        """Link a model to an application (same input type; one model per app)."""
+        """Link models to an application (each existing, with the app's input type, and not linked yet). The first
+        model linked answers the app's queries until a selection policy says otherwise."""
         with self._lock:
             app = self.get_app(app_name)
             if app is None:
                 raise ClipperException(f"No app with name '{app_name}' exists.")
-            if not isinstance(model_names, list) or len(model_names) != 1:
-                raise ClipperException("Applications must be linked with at most one model")
-            model = model_names[0]
-            current = self.current_model(model)
-            if current is None:
-                raise ClipperException(f"No model with name '{model}' exists.")
-            if current.input_type != app.input_type:
-                raise ClipperException(f"Model with name '{model}' has incompatible input_type {current.input_type}. "
-                                       f"Requested input_type: {app.input_type}")
+            if not isinstance(model_names, list) or not model_names:
+                raise ClipperException("model_names must name at least one model")
             linked = self.linked_models(app_name)
-            if model in linked:
-                raise ClipperException(f"The model with name '{model}' is already linked to '{app_name}'")
-            if linked:
-                raise ClipperException(f"A model with name {linked[0]} is already linked to '{app_name}'.")
-            self._q("INSERT INTO links VALUES (?,?)", app_name, model)
+            for model in model_names:
+                current = self.current_model(model)
+                if current is None:
+                    raise ClipperException(f"No model with name '{model}' exists.")
+                if current.input_type != app.input_type:
+                    raise ClipperException(f"Model with name '{model}' has incompatible input_type "
+                                           f"{current.input_type}. Requested input_type: {app.input_type}")
+                if model in linked or model_names.count(model) > 1:
+                    raise ClipperException(f"The model with name '{model}' is already linked to '{app_name}'")
+            seq = (self._q("SELECT COALESCE(MAX(seq), 0) FROM links")[0][0] or 0) + 1
+            for i, model in enumerate(model_names):
+                self._q("INSERT INTO links VALUES (?,?,?)", app_name, model, seq + i)
 
     def delete_link(self, app_name: str, model_names: list[str]) -> None:
         """Unlink models from an application."""
@@ -203,6 +222,26 @@ class ClusterState:
                 if model not in self.linked_models(app_name):
                     raise ClipperException(f"Cannot remove nonexistent link between app {app_name} and model {model}")
                 self._q("DELETE FROM links WHERE app_name=? AND model_name=?", app_name, model)
+
+    # --- selection policies -------------------------------------------------------------------
+    def policy(self, app_name: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
+        """The app's selection policy: ``(name, params, saved state)``; ``("default", {}, {})`` if none was set."""
+        rows = self._q("SELECT name, params, state FROM policies WHERE app_name=?", app_name)
+        if not rows:
+            return "default", {}, {}
+        name, params, state = rows[0]
+        return name, json.loads(params), json.loads(state)
+
+    def set_policy(self, app_name: str, name: str, params: dict[str, Any]) -> None:
+        """Give the app a selection policy (checked by the caller), with nothing learned yet."""
+        with self._lock:
+            if self.get_app(app_name) is None:
+                raise ClipperException(f"No app with name '{app_name}' exists.")
+            self._q("INSERT OR REPLACE INTO policies VALUES (?,?,?,?)", app_name, name, json.dumps(params), "{}")
+
+    def save_policy_state(self, app_name: str, state: dict[str, Any]) -> None:
+        """Keep what the app's policy has learned (it survives a restart)."""
+        self._q("UPDATE policies SET state=? WHERE app_name=?", json.dumps(state), app_name)
 
     # --- models -----------------------------------------------------------------------------
     def add_model(self, name: str, version: str, input_type: str, labels: list[str], container_name: str,

@@ -61,10 +61,12 @@ def save_model(model: Any, model_dir: Path, options: Mapping[str, Any]) -> Mappi
     :param model_dir: an existing, empty directory inside the bundle; write only inside it.
     :param options: framework-specific deploy arguments (for example ``{"sc": spark_context}``
         for PySpark, ``{"mxnet_data_shapes": [...]}`` for MXNet); ``{}`` when there are none.
-    :returns: a mapping with two optional keys, both recorded in the manifest:
-        ``"framework_versions"`` (``{"torch": "2.13.0"}``: distribution name to version) and
-        ``"metadata"`` (JSON-serialisable facts ``load_model`` needs, such as a concrete class name).
-        Raise ``ClipperException`` for a model the plugin cannot save.
+    :returns: a mapping with three optional keys, all recorded in the manifest:
+        ``"framework_versions"`` (``{"torch": "2.13.0"}``: distribution name to version),
+        ``"metadata"`` (JSON-serialisable facts ``load_model`` needs, such as a concrete class name) and
+        ``"preload"`` (module names, such as ``["torch"]``, that a local cluster's replica template may import
+        once and fork replicas from: only modules that start no thread and choose nothing, such as a backend, at
+        import). Raise ``ClipperException`` for a model the plugin cannot save.
 
     Called: once per deploy, in the deploying process, before the bundle's files are hashed.
 

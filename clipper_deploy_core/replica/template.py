@@ -1,8 +1,8 @@
-"""``python -m clipper_deploy_core.replica.template [DISTRIBUTION ...]``: a warm template that forks replicas.
+"""``python -m clipper_deploy_core.replica.template [MODULE ...]``: a warm template that forks replicas.
 
-As gunicorn's ``--preload`` does for workers: the template imports the replica runtime and the bundle's frameworks
-(the distributions named by the manifest's ``framework_versions``) once, then forks a replica per request, so a
-scale-up or a restart skips the interpreter start and the framework import. It only imports: no model is loaded
+As gunicorn's ``--preload`` does for workers: the template imports the replica runtime and the modules the bundle's
+plugin declared safe to preload (the manifest's ``preload``, such as ``torch``) once, then forks a replica per
+request, so a scale-up or a restart skips the interpreter start and those imports. It only imports: no model is loaded
 and no thread is started here, so a fork is as clean as a fresh process.
 
 Requests arrive on stdin, one JSON line each: ``{"env": {...}, "log": path, "cwd": path}``. Each is answered on
@@ -68,27 +68,15 @@ def _reap() -> None:
         _reply({"exited": pid, "code": os.waitstatus_to_exitcode(status)})
 
 
-def modules_of(distribution: str) -> list[str]:
-    """The top-level modules a distribution installs: the one named like it if there is one (``torch``), else all
-    public ones (``scikit-learn`` -> ``sklearn``)."""
-    from importlib import metadata
-
-    tops = sorted({m for m, dists in metadata.packages_distributions().items()
-                   if distribution.lower().replace("_", "-") in {d.lower().replace("_", "-") for d in dists}})
-    same = [m for m in tops if m.lower() == distribution.lower().replace("-", "_")]
-    return same or [m for m in tops if not m.startswith("_")]
-
-
-def main(distributions: list[str]) -> int:
+def main(modules: list[str]) -> int:
     # Only stdin, stdout and stderr are ours: any other descriptor inherited from the cluster would be inherited
     # again by every replica, and a copy of the cluster's end of our stdout kept there would hide our exit from it.
     os.closerange(3, os.sysconf("SC_OPEN_MAX"))
     from ..bundle import load_bundle  # noqa: F401 - the loader (cloudpickle, numpy)
     from . import __main__ as replica  # noqa: F401 - the runtime and what it imports, once for every fork
 
-    for dist in distributions:
-        for name in modules_of(dist):
-            importlib.import_module(name)
+    for name in modules:
+        importlib.import_module(name)
     wake = os.pipe()
     os.set_blocking(wake[1], False)
     signal.set_wakeup_fd(wake[1])

@@ -51,9 +51,11 @@ def save_model(model: Any, model_dir: Path, options: Mapping[str, Any]) -> dict[
         skeleton = copy.deepcopy(model).to("meta")
         (model_dir / "architecture.pkl").write_bytes(dumps_by_value(skeleton))
         form = MODULE
+    # torch starts its thread pools at the first op, not at import: a replica template can import it and fork.
     return {"framework_versions": {"torch": importlib_metadata.version("torch")},
             "metadata": {"form": form, "device": device,
-                         "class": f"{type(model).__module__}.{type(model).__qualname__}"}}
+                         "class": f"{type(model).__module__}.{type(model).__qualname__}"},
+            "preload": ["torch"]}
 
 
 def _device(requested: str) -> str:

@@ -16,7 +16,8 @@ def model_types():
 def save_model(model, model_dir, options):
     model.save(model_dir / "polynomial.json")
     return {"framework_versions": {"clipper-deploy-toy": __version__},
-            "metadata": {"degree": len(model.coefficients) - 1}}
+            "metadata": {"degree": len(model.coefficients) - 1},
+            "preload": ["toy_models"]}  # imports nothing heavy and starts nothing: a template may import it
 
 
 @hookimpl
