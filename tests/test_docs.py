@@ -135,3 +135,32 @@ def undocumented(packages=("frontend", "cluster", "managers")):
 def test_every_public_class_and_function_of_the_serving_side_says_what_it_is_for():
     missing = undocumented()
     assert not missing, f"{len(missing)} without a docstring: {missing}"
+
+
+@pytest.mark.parametrize("heading", ["## Rollouts: several models per app", "### Learning from feedback"])
+def test_the_readme_examples_of_rollouts_and_feedback_run(heading, tmp_path):
+    import subprocess
+    import sys
+
+    block = (ROOT / "README.md").read_text().split(heading, 1)[1].split("```python", 1)[1].split("```", 1)[0]
+    (tmp_path / "example.py").write_text(block)
+    out = subprocess.run([sys.executable, "example.py"], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                         env={**__import__("os").environ, "CLIPPER_DEPLOY_HOME": str(tmp_path / "home")})
+    assert out.returncode == 0, out.stderr
+    assert "'name': 'weighted'" in out.stdout or "Feedback received? true" in out.stdout
+
+
+def test_the_selection_policy_contract_is_documented_method_by_method():
+    from clipper_deploy_core.selection.policy import SelectionPolicy
+
+    doc = (ROOT / "docs" / "selection-policies.md").read_text()
+    public = sorted(["__init__", *(n for n, f in vars(SelectionPolicy).items()
+                                   if inspect.isfunction(f) and not n.startswith("_"))])
+    assert sorted(re.findall(r"^### `(\w+)\(", doc, re.M)) == public
+    for name in public:
+        text = " ".join(inspect.getdoc(getattr(SelectionPolicy, name)).split())
+        assert "Called:" in text, f"{name} does not say who calls it"
+        section = doc.split(f"### `{name}(", 1)[1].split("\n### ", 1)[0]
+        assert text in " ".join(section.split()), f"docs/selection-policies.md is out of date for {name}"
+    toy = (ROOT / "tests" / "toy_plugin" / "clipper_deploy_toy" / "policy.py").read_text()
+    assert toy.strip() in doc  # the example is the policy the core's tests install, verbatim

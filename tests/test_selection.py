@@ -58,8 +58,9 @@ def test_weighted_splits_traffic_90_10(conn):
     """2,000 inputs at 90/10: the canary's count is binomial (mean 200, sd 13.4); 140..260 is 4.5 sd either side."""
     app_with_two_models(conn, "canary")
     conn.set_selection_policy("canary", "weighted", weights={"canary-a": 90, "canary-b": 10})
-    assert conn.get_app_info("canary")["selection_policy"] == {"name": "weighted",
-                                                               "params": {"weights": {"canary-a": 90, "canary-b": 10}}}
+    assert conn.get_app_info("canary")["selection_policy"] == {
+        "name": "weighted", "params": {"weights": {"canary-a": 90, "canary-b": 10}},
+        "shares": {"canary-a": 0.9, "canary-b": 0.1}}
     counts = models_answering(conn, "canary", 2000)
     assert set(counts) == {"canary-a:1", "canary-b:1"}
     assert 140 <= counts["canary-b:1"] <= 260, counts
@@ -142,3 +143,16 @@ def test_the_policy_survives_a_cluster_restart_and_the_command_line_sets_it(tmp_
         assert json.dumps({"weights": {"reborn-b": 100}}, separators=(",", ":")) in apps
     finally:
         c.stop_all()
+
+
+def test_a_third_party_policy_is_found_like_the_built_ins(conn):
+    """tests/toy_plugin registers ``round-robin`` under ``clipper_deploy.selection_policies``, as the built-ins are."""
+    from clipper_deploy_core.selection.registry import policy_names
+
+    assert {"default", "weighted", "exp3", "exp4", "round-robin"} <= set(policy_names())
+    app_with_two_models(conn, "turns")
+    conn.set_selection_policy("turns", "round-robin")
+    batch = predict(conn, "turns", {"input_batch": [[float(i)] for i in range(6)]})["batch_predictions"]
+    assert [p["model"] for p in batch] == ["turns-a:1", "turns-b:1"] * 3
+    with pytest.raises(ClipperException, match="takes only skip"):
+        conn.set_selection_policy("turns", "round-robin", every=2)

@@ -22,6 +22,7 @@ from pathlib import Path
 from ..frontend.admin_api import AdminAPI, ReplicaController
 from ..frontend.admin_guard import AdminGuard, admin_error
 from ..frontend.dispatch import Dispatcher
+from ..frontend.feedback import FeedbackAPI
 from ..frontend.http import App, Limits, bind, make_server, raise_file_limit
 from ..frontend.metrics import Metrics
 from ..frontend.offload import Offload
@@ -114,7 +115,8 @@ async def serve(args: argparse.Namespace) -> None:
     query_api = QueryAPI(state, dispatcher, metrics, controller.expected, args.max_batch_rows, offload,
                          controller.failure)
     metrics.watch_replicas(controller.replicas)
-    query_app = App(V2API(query_api).routes() + query_api.routes(), args.max_body, query_error)
+    query_app = App(V2API(query_api).routes() + query_api.routes() + FeedbackAPI(query_api).routes(),
+                    args.max_body, query_error)
     guard = AdminGuard(token, args.insecure_loopback_admin, args.admin_allowed_hosts.split(","))
     admin_app = App(AdminAPI(state, controller, guard, store.transaction if store else None).routes(),
                     args.max_body, admin_error)

@@ -127,7 +127,16 @@ class AdminAPI:
 
     async def _get_app(self, b: dict[str, Any]) -> dict[str, Any]:
         app = self.state.get_app(_str(b, "name"))
-        return {} if app is None else self.state.app_dict(app)
+        if app is None:
+            return {}
+        info = self.state.app_dict(app)
+        name, params, saved = self.state.policy(app.name)
+        try:  # what the policy has learned (weights, shares), from the state it last saved
+            info["selection_policy"].update(policy_class(name)(self.state.linked_models(app.name), params,
+                                                                saved or None).describe())
+        except PolicyError as e:
+            info["selection_policy"]["error"] = str(e)
+        return info
 
     async def _get_state(self, b: dict[str, Any]) -> str:
         name = _str(b, "app_name")

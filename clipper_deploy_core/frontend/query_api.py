@@ -209,10 +209,15 @@ class QueryAPI:
                 continue
             answered = {n: o.output for n, o in got.items() if o.output is not None}
             combined = policy.combine(answered) if answered else None
-            if combined is None:
-                result.append(next(iter(got.values())))
-            else:
-                result.append(Outcome(output=combined, model="+".join(sorted(f"{n}" for n in answered))))
+            if combined is None:  # nothing arrived (or the policy declined): the default, with the first reason
+                result.append(next(o for o in got.values() if o.output is None) if len(answered) < len(got)
+                              else Outcome(reason="no_model", explanation=f"{NO_MODEL}: the selection policy "
+                                                                          f"combined no answer"))
+                continue
+            missing = [f"{o.model} ({o.reason})" for o in got.values() if o.output is None]
+            result.append(Outcome(output=combined, model="+".join(got[n].model or n for n in names if n in answered),
+                                  explanation=f"combined {len(answered)} of {len(names)} models; no answer in time "
+                                              f"from {', '.join(missing)}" if missing else None))
         first = models[next(iter(groups))] if groups else None
         return (first.version if first is not None else ""), result
 
@@ -284,4 +289,6 @@ class QueryAPI:
                      "default_explanation": outcome.explanation}
         if outcome.model is not None:
             reply["model"] = outcome.model
+            if outcome.output is not None and outcome.explanation:
+                reply["partial_explanation"] = outcome.explanation  # an ensemble answered without some models
         return reply

@@ -73,3 +73,123 @@ class Weighted(SelectionPolicy):
         """Each linked model's share of queries, as the weights set it."""
         total = sum(self.weights.values())
         return {"shares": {m: w / total for m, w in self.weights.items()}}
+
+
+EXPLORATION = 0.05  # the share of queries Exp3 spreads evenly over the models, so none is ever starved
+
+
+class _Exponential(SelectionPolicy):
+    """Exponential weights over the linked models, learned from feedback: after each piece, every model's weight is
+    multiplied by ``exp(-eta * loss)``, its loss 0 when its output matched the label and 1 otherwise (feedback is
+    judged on every linked model, as in the Clipper paper). Kept as log-weights, so they never overflow."""
+
+    learns_from_feedback = True
+    name = ""
+
+    def __init__(self, models: Sequence[str], params: Mapping[str, Any], state: Mapping[str, Any] | None) -> None:
+        super().__init__(models, params, state)
+        _no_params(self.name, params, ["eta"])
+        eta = params.get("eta", 0.1)
+        if isinstance(eta, bool) or not isinstance(eta, int | float) or not math.isfinite(eta) or eta <= 0:
+            raise PolicyError(f"eta must be a number above 0, got {eta!r}")
+        if not self.models:
+            raise PolicyError(f"policy '{self.name}' needs at least one linked model")
+        self.eta = float(eta)
+        saved = dict((state or {}).get("log_weights", {}))
+        self.log_weights = {m: float(saved.get(m, 0.0)) for m in self.models}  # a model linked later starts at 0
+        self.feedback = int((state or {}).get("feedback", 0))
+        self.random = random.Random()
+
+    def weights(self) -> dict[str, float]:
+        """Each model's normalised weight."""
+        top = max(self.log_weights.values())
+        raw = {m: math.exp(lw - top) for m, lw in self.log_weights.items()}
+        total = sum(raw.values())
+        return {m: w / total for m, w in raw.items()}
+
+    def observe(self, outputs: Mapping[str, str | None], label: str) -> None:
+        """Multiply each model's weight by ``exp(-eta)`` unless its output matched the label."""
+        for m in self.models:
+            if not matches(outputs.get(m), label):
+                self.log_weights[m] -= self.eta
+        self.feedback += 1
+
+    def state(self) -> dict[str, Any]:
+        """The log-weights and the number of pieces of feedback."""
+        return {"log_weights": self.log_weights, "feedback": self.feedback}
+
+    def describe(self) -> dict[str, Any]:
+        """The normalised weights and the feedback learned from."""
+        return {"weights": self.weights(), "feedback": self.feedback}
+
+
+class Exp3(_Exponential):
+    """``eta`` (default 0.1): the paper's bandit. Each query goes to one model, drawn with probability
+    ``(1 - 0.05) * weight + 0.05 / models``, so the models that match the feedback get most of the traffic while the
+    others keep being tried."""
+
+    name = "exp3"
+
+    def probabilities(self) -> dict[str, float]:
+        """The chance each model answers the next query."""
+        k = len(self.models)
+        return {m: (1 - EXPLORATION) * w + EXPLORATION / k for m, w in self.weights().items()}
+
+    def select(self, uid: str | None) -> list[str]:
+        """One model, drawn by :meth:`probabilities`."""
+        u, running = self.random.random(), 0.0
+        for m, p in self.probabilities().items():
+            running += p
+            if u < running:
+                return [m]
+        return [self.models[-1]]
+
+    def describe(self) -> dict[str, Any]:
+        """The weights, each model's chance of answering, and the feedback learned from."""
+        return {**super().describe(), "probabilities": self.probabilities()}
+
+
+class Exp4(_Exponential):
+    """``eta`` (default 0.1): the paper's ensemble. Every query goes to every linked model; the outputs that arrive
+    within the SLO are combined with the learned weights: a weighted mean when every output is a number, else a
+    weighted vote among equal outputs."""
+
+    name = "exp4"
+
+    def select(self, uid: str | None) -> list[str]:
+        """Every linked model."""
+        return list(self.models)
+
+    def combine(self, outputs: Mapping[str, str]) -> str | None:
+        """The weighted mean of numeric outputs, or the output with the most weight behind it."""
+        weights = self.weights()
+        numbers = {m: as_number(o) for m, o in outputs.items()}
+        if all(v is not None for v in numbers.values()):
+            total = sum(weights[m] for m in numbers)
+            mean = sum(weights[m] * v for m, v in numbers.items() if v is not None) / total
+            return str(int(mean)) if mean.is_integer() else repr(mean)
+        votes: dict[str, float] = {}
+        for m, o in outputs.items():
+            votes[o] = votes.get(o, 0.0) + weights[m]
+        return max(votes, key=lambda o: votes[o])
+
+
+def as_number(text: str | None) -> float | None:
+    """The output as a finite number, if it is one."""
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def matches(output: str | None, label: str) -> bool:
+    """Whether a model's output agrees with a label: as numbers when both are numbers, else as text."""
+    if output is None:
+        return False
+    a, b = as_number(output), as_number(label)
+    if a is not None and b is not None:
+        return a == b
+    return output.strip() == label.strip()

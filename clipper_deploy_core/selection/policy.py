@@ -57,5 +57,5 @@ class SelectionPolicy(abc.ABC):
 
     def describe(self) -> dict[str, Any]:
         """What ``get_app_info`` shows under ``selection_policy`` besides the name and parameters (learned weights,
-        say). Called: by ``get_app_info`` and ``inspect_instance``."""
+        say). Called: by ``get_app_info``."""
         return {}
