@@ -115,8 +115,8 @@ async def serve(args: argparse.Namespace) -> None:
     query_api = QueryAPI(state, dispatcher, metrics, controller.expected, args.max_batch_rows, offload,
                          controller.failure)
     metrics.watch_replicas(controller.replicas)
-    query_app = App(V2API(query_api).routes() + query_api.routes() + FeedbackAPI(query_api).routes(),
-                    args.max_body, query_error)
+    feedback = FeedbackAPI(query_api, store.transaction if store else None)
+    query_app = App(V2API(query_api).routes() + query_api.routes() + feedback.routes(), args.max_body, query_error)
     guard = AdminGuard(token, args.insecure_loopback_admin, args.admin_allowed_hosts.split(","))
     admin_app = App(AdminAPI(state, controller, guard, store.transaction if store else None).routes(),
                     args.max_body, admin_error)

@@ -17,6 +17,7 @@ import orjson
 from ..selection.builtins import matches
 from ..selection.policy import PolicyError
 from ..wire import RawQuery
+from .admin_api import Transaction
 from .http import Handler, Request, Response, text_response
 from .prediction_cache import input_key
 from .query_api import QueryAPI, json_error
@@ -28,8 +29,9 @@ FEEDBACK_HINT = 'Expected JSON schema: {"input": <input>, "label": <number or st
 class FeedbackAPI:
     """The feedback route, on the query API's state, cache, queues and policies."""
 
-    def __init__(self, queries: QueryAPI) -> None:
+    def __init__(self, queries: QueryAPI, transaction: Transaction | None = None) -> None:
         self.queries = queries
+        self.transaction = transaction  # the shared state store's, where several frontends learn together
         metrics = queries.metrics
         from prometheus_client import Counter
 
@@ -84,8 +86,16 @@ class FeedbackAPI:
             name = q.state.policy(app.name)[0]
             return text_response(f"Feedback received? true (the app's '{name}' selection policy learns nothing "
                                  f"from feedback)")
-        policy.observe(outputs, text)
-        q.state.save_policy_state(app.name, policy.state())
+        async def learn() -> None:
+            # On the freshest state (on Kubernetes the transaction first loads what other frontends learned).
+            fresh = q.policy(app, q.state.linked_models(app.name))
+            fresh.observe(outputs, text)
+            q.state.save_policy_state(app.name, fresh.state())
+
+        if self.transaction is not None:
+            await self.transaction(learn)
+        else:
+            await learn()
         return text_response("Feedback received? true")
 
     async def output(self, app: Any, name: str, x: Any) -> str | None:

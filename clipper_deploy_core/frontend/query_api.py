@@ -81,7 +81,7 @@ class QueryAPI:
         self.max_batch_rows = max_batch_rows
         self.offload = offload or Offload()
         self._qids = itertools.count()
-        self._policies: dict[str, tuple[tuple[str, bytes, tuple[str, ...]], SelectionPolicy]] = {}
+        self._policies: dict[str, tuple[tuple[str, str, str, tuple[str, ...]], SelectionPolicy]] = {}
 
     def routes(self) -> list[tuple[str, str, Handler]]:
         """``GET /metrics`` and ``POST /<app>/predict``."""
@@ -164,12 +164,14 @@ class QueryAPI:
         return version, model
 
     def policy(self, app: Any, linked: list[str]) -> SelectionPolicy:
-        """The app's selection policy object, rebuilt only when its name, parameters or links change."""
-        name, params, saved = self.state.policy(app.name)
-        key = (name, orjson.dumps(params, option=orjson.OPT_SORT_KEYS), tuple(linked))
+        """The app's selection policy object, rebuilt only when its name, parameters, saved state (another frontend
+        learned, on Kubernetes) or links change."""
+        row = self.state.policy_row(app.name)
+        key = (*row, tuple(linked))
         cached = self._policies.get(app.name)
         if cached is not None and cached[0] == key:
             return cached[1]
+        name, params, saved = row[0], orjson.loads(row[1]), orjson.loads(row[2])
         policy = policy_class(name)(linked, params, saved or None)
         self._policies[app.name] = (key, policy)
         return policy
@@ -179,7 +181,7 @@ class QueryAPI:
         """Queue ``inputs`` (wire form: a list, or a 2-D array of rows) for the model(s) the app's selection policy
         chooses and wait for them, at most the app's SLO. A pinned ``version`` is the first linked model's."""
         linked = self.state.linked_models(app.name)
-        if version is not None or self.state.policy(app.name)[0] == "default":
+        if version is not None or self.state.policy_row(app.name)[0] == "default":
             served, model = self.resolve(app, version)
             return served, await self.run_model(app, model, inputs)
         try:

@@ -224,12 +224,14 @@ class ClusterState:
                 self._q("DELETE FROM links WHERE app_name=? AND model_name=?", app_name, model)
 
     # --- selection policies -------------------------------------------------------------------
+    def policy_row(self, app_name: str) -> tuple[str, str, str]:
+        """The app's selection policy as stored: ``(name, params JSON, state JSON)``, read from memory."""
+        rows = self._q("SELECT name, params, state FROM policies WHERE app_name=?", app_name)
+        return (rows[0][0], rows[0][1], rows[0][2]) if rows else ("default", "{}", "{}")
+
     def policy(self, app_name: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
         """The app's selection policy: ``(name, params, saved state)``; ``("default", {}, {})`` if none was set."""
-        rows = self._q("SELECT name, params, state FROM policies WHERE app_name=?", app_name)
-        if not rows:
-            return "default", {}, {}
-        name, params, state = rows[0]
+        name, params, state = self.policy_row(app_name)
         return name, json.loads(params), json.loads(state)
 
     def set_policy(self, app_name: str, name: str, params: dict[str, Any]) -> None:

@@ -62,6 +62,23 @@ def test_a_closure_is_served_from_its_own_image(conn, docker_client):
     wait_until(lambda: replica.reload() or replica.attrs["State"]["Health"]["Status"] == "healthy", "healthy")
 
 
+def test_a_second_model_takes_the_traffic_under_a_policy_and_the_cache_answers_repeats(conn):
+    """The selection layer and the prediction cache live in the frontend container, as they do locally."""
+    from clipper_deploy_core.deployers.python import deploy_python_closure
+
+    create_endpoint(conn, "dpol", "doubles", lambda xs: [f"blue:{sum(x)}" for x in xs])
+    deploy_python_closure(conn, "dpol-green", "1", "doubles", lambda xs: [f"green:{sum(x)}" for x in xs])
+    conn.link_model_to_app("dpol", "dpol-green")
+    assert query(conn, "dpol", {"input": [1.0]})[1]["output"] == "blue:1.0"
+    conn.set_selection_policy("dpol", "weighted", weights={"dpol-green": 100})
+    status, reply = query(conn, "dpol", {"input": [1.0], "uid": "u1"})
+    assert status == 200 and (reply["output"], reply["model"]) == ("green:1.0", "dpol-green:1")
+    assert query(conn, "dpol", {"input": [1.0], "uid": "u1"})[1]["output"] == "green:1.0"
+    hits = [s["value"] for s in conn.inspect_instance()["clipper_model_cache_hits_total"]
+            if s["labels"]["model"] == "dpol-green"]
+    assert hits == [1.0]
+
+
 def test_a_trained_pytorch_model_is_served_from_its_image(conn, docker_client, torch_image):
     import torch
     from clipper_deploy_pytorch import deploy_pytorch_model

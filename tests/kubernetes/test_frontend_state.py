@@ -86,6 +86,32 @@ def test_state_written_through_one_frontend_is_seen_by_the_other_and_kept_in_the
     wait_until(lambda: a.admin("get_linked_models", {"app_name": "shared"}) == ["m"], "the link on a")
 
 
+def test_two_frontends_share_the_selection_policy_and_what_it_learned(kube, frontends):
+    """Feedback through either frontend goes through the ConfigMap: the other learns on top of it. (No replica runs
+    here: every model's output is missing, so each piece of feedback is counted and costs every model alike.)"""
+    a, b = frontends
+    a.admin("add_app", {"name": "learn", "input_type": "doubles", "default_output": "none",
+                        "latency_slo_micros": 100_000})
+    for m in ("m1", "m2"):
+        a.admin("add_model", {"model_name": m, "model_version": "1", "input_type": "doubles", "labels": [],
+                              "container_name": "img", "model_data_path": "", "batch_size": -1})
+    a.admin("add_model_links", {"app_name": "learn", "model_names": ["m1", "m2"]})
+    a.admin("set_selection_policy", {"app_name": "learn", "policy": "exp3", "params": {"eta": 0.2}})
+    wait_until(lambda: b.admin("get_application", {"name": "learn"}).get("selection_policy", {}).get("name") == "exp3",
+               "the policy on b")
+
+    def feedback(frontend):
+        status, text = request("POST", f"http://{frontend.info['query']}/learn/update", {"input": [1.0], "label": 1})
+        assert (status, text) == (200, "Feedback received? true"), text
+
+    feedback(a)
+    wait_until(lambda: b.admin("get_application", {"name": "learn"})["selection_policy"]["feedback"] == 1,
+               "b to see what a learned")
+    feedback(b)
+    wait_until(lambda: a.admin("get_application", {"name": "learn"})["selection_policy"]["feedback"] == 2,
+               "a to see what b learned on top of it")
+
+
 def test_a_replica_pod_connects_and_serves_and_scaling_is_refused_on_the_admin_api(kube, frontends, tmp_path):
     a, _ = frontends
     a.admin("add_app", {"name": "sum", "input_type": "doubles", "default_output": "none",
