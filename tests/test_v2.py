@@ -194,3 +194,18 @@ def test_v2_binary_sizes_must_add_up_and_floats_be_finite(conn):
 def test_a_v2_batch_over_the_row_cap_is_413(conn):
     status, reply = raw_post(conn, "/v2/models/summer/infer", _t(shape=[10_001, 1], data=[1.0] * 10_001))
     assert status == 413 and "10001 rows" in reply["error"]
+
+
+def test_v2_queries_follow_the_apps_selection_policy(conn, client):
+    """An app under a policy routes V2 queries as it routes REST ones: here everything to its second model."""
+    import numpy as np
+
+    conn.register_application("routed", "doubles", "none", 3_000_000)
+    deploy_python_closure(conn, "routed-old", "1", "doubles", lambda xs: [f"old:{sum(x)}" for x in xs])
+    deploy_python_closure(conn, "routed-new", "1", "doubles", lambda xs: [f"new:{sum(x)}" for x in xs])
+    conn.link_model_to_app("routed", "routed-old")
+    conn.link_model_to_app("routed", "routed-new")
+    assert infer(client, "routed", np.array([[1.0, 2.0]]), "FP64").as_numpy("output").tolist() == [b"old:3.0"]
+    conn.set_selection_policy("routed", "weighted", weights={"routed-new": 100})
+    result = infer(client, "routed", np.array([[1.0, 2.0], [3.0, 4.0]]), "FP64")
+    assert result.as_numpy("output").tolist() == [b"new:3.0", b"new:7.0"]
