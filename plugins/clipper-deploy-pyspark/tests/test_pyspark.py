@@ -92,7 +92,10 @@ def test_mllib_served_equals_in_process_and_rolls_back(conn, spark, mllib_model)
 def test_pipeline_on_strings_matches_in_process(conn, spark, pipeline_model):
     queries = [json.dumps([i, text]) for i, text in enumerate(["spark abcd", "hadoop b d", "a b spark", "f g h"])]
     want = [json.loads(s) for s in pipeline_predict(spark, pipeline_model, queries)]
-    result = deploy(conn, pipeline_model, pipeline_predict, name="spark-pipeline", input_type="strings")
+    # The first Spark job on the replica's fresh JVM takes 2.5-3 s here, as long as the app's SLO: a real sample
+    # input lets the replica run it before it links (a made-up string cannot pass this pipeline's JSON parsing).
+    result = deploy(conn, pipeline_model, pipeline_predict, name="spark-pipeline", input_type="strings",
+                    sample_inputs=queries[:1])
     assert result.plugin == "pyspark"
     assert [served(conn, "spark-pipeline", {"input": q})["output"] for q in queries] == want
     batch = served(conn, "spark-pipeline", {"input_batch": queries})["batch_predictions"]
