@@ -61,6 +61,16 @@ def core(session: nox.Session) -> None:
                 env=_scratch_env(session))
 
 
+@nox.session(tags=["browser"])
+def browser(session: nox.Session) -> None:
+    """The dashboard in Debian's Chromium (/usr/bin/chromium, which scripts/test.sh installs), driven by Playwright
+    from PyPI without its browser download. Screenshots land in artifacts/screenshots/ for CI to keep."""
+    _install(session, *CORE, "playwright")
+    env = {**_scratch_env(session), "CLIPPER_DEPLOY_ARTIFACTS": str(ROOT / "artifacts"),
+           "PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD": "1"}
+    session.run(*PYTEST, "tests/browser", *session.posargs, env=env)
+
+
 @nox.session(tags=["docker", "slow"])
 def docker(session: nox.Session) -> None:
     """Against a real Docker engine (DOCKER_HOST; scripts/docker-engine.sh starts one): images, the Docker manager, and

@@ -123,6 +123,16 @@ def _apps(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dashboard(args: argparse.Namespace) -> int:
+    url = f"http://{_connected(args).cm.get_admin_addr()}/dashboard"
+    print(url)
+    if args.open:
+        import webbrowser
+
+        webbrowser.open(url)
+    return 0
+
+
 def _policy(args: argparse.Namespace) -> int:
     params: dict[str, Any] = {}
     for item in args.param:
@@ -319,7 +329,8 @@ def build_parser() -> argparse.ArgumentParser:
                                   ("replicas", _replicas, "list replicas and their health"),
                                   ("logs", _logs, "copy the cluster's and replicas' logs into a folder"),
                                   ("predict", _predict, "send one query to an app"),
-                                  ("policy", _policy, "set how an app picks among its linked models")):
+                                  ("policy", _policy, "set how an app picks among its linked models"),
+                                  ("dashboard", _dashboard, "print the address of the cluster's live dashboard")):
         p = sub.add_parser(name, help=help_text)
         p.add_argument("--cluster", default="default-cluster")
         p.add_argument("--manager", default="local",
@@ -336,6 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "logs":
             p.add_argument("--dir", default=None,
                            help="where to copy them (default: collected-logs/ in the cluster's own directory)")
+        if name == "dashboard":
+            p.add_argument("--open", action="store_true", help="also open it in a browser")
         if name == "policy":
             p.add_argument("app")
             p.add_argument("policy", help="default, weighted, or an installed policy's name")

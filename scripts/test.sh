@@ -2,7 +2,8 @@
 # The whole test matrix: every nox session (pass session names to run fewer: bash scripts/test.sh -s core lint).
 # Needs only python3: it makes .venv with nox and uv (never touching the system interpreter), and installs or starts
 # what the sessions need where it can: Java (pyspark) and a private Docker engine (docker) when run as root with
-# apt. Where it cannot, it stops at once and says what to install and which sessions run without it.
+# apt, and Debian's Chromium (browser). Where it cannot, it stops at once and says what to install and which sessions
+# run without it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PIP_DISABLE_PIP_VERSION_CHECK=1 UV_PYTHON_DOWNLOADS=never
@@ -19,6 +20,10 @@ missing=()
 if wants pyspark && ! command -v java >/dev/null; then
   if $root; then apt_install default-jre-headless; else
     missing+=("Java 17+ for nox -s 'plugin(pyspark)': sudo apt-get install default-jre-headless"); fi
+fi
+if wants browser && ! command -v chromium >/dev/null; then
+  if $root; then apt_install chromium; else
+    missing+=("Debian's Chromium for nox -s browser: sudo apt-get install chromium"); fi
 fi
 engine_state=""
 if wants docker && [ -z "${DOCKER_HOST:-}" ] && ! { command -v docker >/dev/null && docker version >/dev/null 2>&1; }; then

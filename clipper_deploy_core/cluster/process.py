@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ..frontend.admin_api import AdminAPI, ReplicaController
 from ..frontend.admin_guard import AdminGuard, admin_error
+from ..frontend.dashboard import Dashboard
 from ..frontend.dispatch import Dispatcher
 from ..frontend.feedback import FeedbackAPI
 from ..frontend.http import App, Limits, bind, make_server, raise_file_limit
@@ -118,8 +119,9 @@ async def serve(args: argparse.Namespace) -> None:
     feedback = FeedbackAPI(query_api, store.transaction if store else None)
     query_app = App(V2API(query_api).routes() + query_api.routes() + feedback.routes(), args.max_body, query_error)
     guard = AdminGuard(token, args.insecure_loopback_admin, args.admin_allowed_hosts.split(","))
-    admin_app = App(AdminAPI(state, controller, guard, store.transaction if store else None).routes(),
-                    args.max_body, admin_error)
+    dashboard = Dashboard(state, controller, metrics, guard)
+    admin_app = App(AdminAPI(state, controller, guard, store.transaction if store else None).routes()
+                    + dashboard.routes(), args.max_body, admin_error)
     # Every connection is a descriptor: keep a reserve for replica links, the admin port, state and logs.
     files = raise_file_limit()
     query_limits = Limits.from_env(max(64, files - 256))

@@ -17,7 +17,7 @@ def test_core_base_image_builds_and_lists_the_closure_plugin(docker_client, core
     out = docker_client.containers.run(tag, ["python", "-m", "clipper_deploy_core.cli", "plugins", "--json"],
                                        remove=True, network_mode="host")
     plugins = {p["name"]: p for p in json.loads(out)}
-    assert reqs[0].startswith("clipper-deploy-core[docker,kubernetes]==")  # it runs the Docker and k8s frontends
+    assert reqs[0].startswith("clipper-deploy-core[docker,kubernetes,dashboard]==")  # it runs the frontends
     assert plugins["python"]["version"] == reqs[0].split("==")[1]
     minor = docker_client.containers.run(tag, ["python", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
                                          remove=True, network_mode="host").decode().strip()

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 
 import pytest
 
@@ -77,6 +78,11 @@ def test_a_second_model_takes_the_traffic_under_a_policy_and_the_cache_answers_r
     hits = [s["value"] for s in conn.inspect_instance()["clipper_model_cache_hits_total"]
             if s["labels"]["model"] == "dpol-green"]
     assert hits == [1.0]
+    # the dashboard on the frontend container's admin port, its charting library from the image's own plotly
+    base = f"http://{conn.cm.get_admin_addr()}/dashboard"
+    data = json.loads(urllib.request.urlopen(f"{base}/data", timeout=10).read())
+    assert "dpol" in [a["name"] for a in data["apps"]] and data["series"]["apps"]["dpol"]["requests"] >= 3
+    assert len(urllib.request.urlopen(f"{base}/assets/plotly.min.js", timeout=10).read()) > 1_000_000
 
 
 def test_a_trained_pytorch_model_is_served_from_its_image(conn, docker_client, torch_image):

@@ -167,8 +167,9 @@ def plugin_requirements(plugin: str) -> tuple[str, list[str]]:
     info = registry.info(plugin)
     tag = str(registry.call(plugin, "base_image", python_version=python_minor()))
     core = importlib_metadata.version("clipper-deploy-core")
-    # The core image also runs the frontend: on Docker (it starts replica containers) and on Kubernetes.
-    reqs = [f"clipper-deploy-core{'[docker,kubernetes]' if plugin == 'python' else ''}=={core}"]
+    # The core image also runs the frontend: on Docker (it starts replica containers) and on Kubernetes, with the
+    # dashboard's charting library.
+    reqs = [f"clipper-deploy-core{'[docker,kubernetes,dashboard]' if plugin == 'python' else ''}=={core}"]
     if info.distribution != "clipper-deploy-core":
         reqs.append(f"{info.distribution}=={info.version}")
         for raw in importlib_metadata.requires(info.distribution) or []:
