@@ -57,7 +57,7 @@ def core(session: nox.Session) -> None:
     """The core alone (plus the toy third-party plugin and container manager its tests install from tests/)."""
     _install(session, *CORE, "-e", "tests/toy_plugin", "-e", "tests/toy_manager")
     session.run(*PYTEST, "tests", "--ignore=tests/test_all_plugins.py", "--ignore=tests/docker",
-                "--ignore=tests/kubernetes", *session.posargs,
+                "--ignore=tests/kubernetes", "--ignore=tests/browser", *session.posargs,
                 env=_scratch_env(session))
 
 
