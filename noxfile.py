@@ -54,8 +54,9 @@ def _scratch_env(session: nox.Session) -> dict[str, str]:
 
 @nox.session(tags=["core"])
 def core(session: nox.Session) -> None:
-    """The core alone (plus the toy third-party plugin and container manager its tests install from tests/)."""
-    _install(session, *CORE, "-e", "tests/toy_plugin", "-e", "tests/toy_manager")
+    """The core alone (plus the toy third-party plugin and container manager its tests install from tests/, and
+    schemathesis, which checks the query port's OpenAPI description against the live server)."""
+    _install(session, *CORE, "-e", "tests/toy_plugin", "-e", "tests/toy_manager", "schemathesis>=4")
     session.run(*PYTEST, "tests", "--ignore=tests/test_all_plugins.py", "--ignore=tests/docker",
                 "--ignore=tests/kubernetes", "--ignore=tests/browser", *session.posargs,
                 env=_scratch_env(session))

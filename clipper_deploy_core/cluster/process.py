@@ -27,6 +27,7 @@ from ..frontend.feedback import FeedbackAPI
 from ..frontend.http import App, Limits, bind, make_server, raise_file_limit
 from ..frontend.metrics import Metrics
 from ..frontend.offload import Offload
+from ..frontend.openapi import OpenAPIDocs
 from ..frontend.prediction_cache import DEFAULT_CACHE_BYTES, PredictionCache
 from ..frontend.query_api import DEFAULT_MAX_BATCH_ROWS, QueryAPI, query_error
 from ..frontend.state import ClusterState
@@ -117,7 +118,9 @@ async def serve(args: argparse.Namespace) -> None:
                          controller.failure)
     metrics.watch_replicas(controller.replicas)
     feedback = FeedbackAPI(query_api, store.transaction if store else None)
-    query_app = App(V2API(query_api).routes() + query_api.routes() + feedback.routes(), args.max_body, query_error)
+    docs = OpenAPIDocs(state, args.max_batch_rows)
+    query_app = App(V2API(query_api).routes() + query_api.routes() + feedback.routes() + docs.routes(),
+                    args.max_body, query_error)
     guard = AdminGuard(token, args.insecure_loopback_admin, args.admin_allowed_hosts.split(","))
     dashboard = Dashboard(state, controller, metrics, guard)
     admin_app = App(AdminAPI(state, controller, guard, store.transaction if store else None).routes()

@@ -154,3 +154,18 @@ def test_the_charting_library_comes_from_the_installed_package(conn):
 
     served = urllib.request.urlopen(f"http://{conn.cm.get_admin_addr()}/dashboard/assets/plotly.min.js").read()
     assert served == (Path(plotly.__file__).parent / "package_data" / "plotly.min.js").read_bytes()
+
+
+def test_a_query_sent_from_the_docs_page_is_answered(conn, browser):
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(f"http://{conn.get_query_addr()}/docs")
+    section = page.locator('section[data-operation="POST /sum/predict"]')
+    section.wait_for()
+    section.locator("textarea").fill('{"input": [1.0, 2.5]}')
+    section.locator("button", has_text="Send").click()
+    wait_until(lambda: "200" in (section.locator("pre.reply").text_content() or ""), "the reply on the page")
+    reply = section.locator("pre.reply").text_content()
+    assert '"default": false' in reply and ('"output": 3.5' in reply or '"output": "v2:3.5"' in reply), reply
+    screenshot(page, "docs-page")
+    context.close()
