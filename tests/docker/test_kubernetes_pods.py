@@ -87,7 +87,8 @@ class Kubelet:
         api = self.docker.api
         binds = [f"{src}:{spec['bind']}:{spec['mode']}" for src, spec in volumes.items()]
         created = api.create_container(
-            c.image, c.command, name=pod_name, environment=env, labels={POD_LABEL: deployment.metadata.name},
+            c.image, c.command, name=pod_name, hostname=pod_name,  # a pod's hostname is its name
+            environment=env, labels={POD_LABEL: deployment.metadata.name},
             host_config=api.create_host_config(binds=binds, init=True, network_mode=self.network),
             networking_config=api.create_networking_config(
                 {self.network: api.create_endpoint_config(aliases=self.aliases(deployment, ns))}))
@@ -255,6 +256,11 @@ def test_the_frontend_and_model_pods_run_and_serve_through_both_frontends(cluste
             raise AssertionError(f"{e}; pod logs: {logs}") from None
         status, text = request("POST", f"http://{ip}:{mf.QUERY_PORT}/ksum/predict", {"input": [1.0, 2.5]})
         assert status == 200 and json.loads(text)["output"] == 3.5, text
+    # each frontend's dashboard says which frontend it shows (its pod), and draws with the image's own plotly
+    shown = {json.loads(request("GET", f"http://{ip}:{mf.ADMIN_PORT}/dashboard/data")[1])["frontend"]
+             for ip in frontends}
+    assert shown == {c.name for c in kubelet.pods["prod-frontend"]}
+    assert request("GET", f"http://{frontends[0]}:{mf.ADMIN_PORT}/dashboard/assets/plotly.min.js")[0] == 200
     # the state written through the first frontend reached the second through the ConfigMap
     assert admin_post(f"{frontends[1]}:{mf.ADMIN_PORT}", "get_all_applications", {}) == ["ksum"]
     # a mutation from outside the pod without the cluster's token is refused
