@@ -15,7 +15,7 @@ from .http_client import admin_post, request
 from .inputs import canonical_input_type, to_batch, validate_input
 from .managers.base import ContainerManager
 from .metrics_text import parse_metrics
-from .naming import validate_name, validate_version
+from .naming import ModelVersionId, validate_name, validate_version
 
 CONTAINERLESS_MODEL_IMAGE = "NO_CONTAINER"
 logger = logging.getLogger(__name__)
@@ -34,8 +34,9 @@ class _ModelArgs(NamedTuple):
     @classmethod
     def of(cls, name: str, version: Any, input_type: str, labels: list[str] | None, num_replicas: int,
            batch_size: int) -> _ModelArgs:
-        args = cls(validate_name(name), validate_version(version), canonical_input_type(input_type),
-                   validate_labels(labels), num_replicas, batch_size)
+        model_id = ModelVersionId.checked(name, version, input_type)
+        args = cls(model_id.name, model_id.version, model_id.input_type, validate_labels(labels), num_replicas,
+                   batch_size)
         validate_deploy_args(num_replicas, batch_size)
         return args
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from .exceptions import ClipperException
 
@@ -37,3 +38,20 @@ def name_from_function(func: object) -> str:
     if not cand or not _NAME_RE.match(cand):
         raise ClipperException(f"Cannot derive a model name from {raw or func!r}; pass name=...")
     return cand
+
+
+@dataclass(frozen=True)
+class ModelVersionId:
+    """A model version's name, version and input type, checked once where they enter (:meth:`checked`) and trusted
+    by every internal step after it."""
+
+    name: str
+    version: str
+    input_type: str
+
+    @classmethod
+    def checked(cls, name: object, version: object, input_type: object) -> ModelVersionId:
+        """Check each (Clipper's naming rule; a known input type, canonicalised) or raise ``ClipperException``."""
+        from .inputs import canonical_input_type
+
+        return cls(validate_name(name), validate_version(version), canonical_input_type(input_type))

@@ -14,8 +14,7 @@ from typing import Any
 import cloudpickle
 
 from ..exceptions import BundleError, ClipperException
-from ..inputs import canonical_input_type
-from ..naming import validate_name, validate_version
+from ..naming import ModelVersionId
 from ..plugin import HOOK_API_VERSION, PluginRegistry, get_registry
 from .manifest import FUNC_NAME, MANIFEST_NAME, MODEL_DIR, WARMUP_NAME, Manifest, PluginRef, sha256_file
 from .pickling import dumps_by_value
@@ -77,9 +76,26 @@ def save_bundle(
     ``bundle_dir`` must be absent or empty; ``None`` makes a temporary directory. ``sample_inputs`` are kept
     in the bundle: each replica answers them through the model before it takes queries.
     """
+    return write_bundle(bundle_dir, ModelVersionId.checked(name, version, input_type), func, model=model,
+                        plugin=plugin, options=options, pkgs_to_install=pkgs_to_install, registry=registry,
+                        sample_inputs=sample_inputs)
+
+
+def write_bundle(
+    bundle_dir: Path | str | None,
+    model_id: ModelVersionId,
+    func: Callable[..., Any],
+    *,
+    model: Any = None,
+    plugin: str = "python",
+    options: Mapping[str, Any] | None = None,
+    pkgs_to_install: Sequence[str] | None = None,
+    registry: PluginRegistry | None = None,
+    sample_inputs: Sequence[Any] | None = None,
+) -> Path:
+    """:func:`save_bundle` for an identity already checked where it entered (``deploy()`` checks it once)."""
     registry = registry or get_registry()
-    name, version = validate_name(name), validate_version(version)
-    input_type = canonical_input_type(input_type)
+    name, version, input_type = model_id.name, model_id.version, model_id.input_type
     if not callable(func):
         raise ClipperException(f"func must be callable, got {type(func).__name__}")
     pkgs = validate_pkgs(pkgs_to_install)

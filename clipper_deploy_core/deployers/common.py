@@ -13,14 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..bundle import save_bundle
 from ..bundle.check import run_check
 from ..bundle.manifest import python_minor
+from ..bundle.writer import write_bundle
 from ..connection import ConnectionInterface
 from ..envs import ensure_env
 from ..exceptions import ClipperException
-from ..inputs import canonical_input_type
-from ..naming import validate_name, validate_version
+from ..naming import ModelVersionId, validate_name
 from ..plugin import get_registry
 
 
@@ -59,17 +58,17 @@ def resolve_base_image(plugin: str, base_image: str | None) -> str:
 
 
 @contextlib.contextmanager
-def checked_bundle(name: str, version: str, input_type: str, func: Callable[..., Any], *, model: Any, plugin: str,
+def checked_bundle(model_id: ModelVersionId, func: Callable[..., Any], *, model: Any, plugin: str,
                    options: Mapping[str, Any] | None, pkgs_to_install: Sequence[str] | None,
                    sample_inputs: Sequence[Any] | None, check: bool = True) -> Iterator[tuple[Path, list[str] | None]]:
     """Write the bundle to a temporary directory and (with ``check``) load it in a fresh process before yielding it."""
-    bundle = save_bundle(None, name=name, version=version, input_type=input_type, func=func, model=model,
-                         plugin=plugin, options=options, pkgs_to_install=pkgs_to_install, sample_inputs=sample_inputs)
+    bundle = write_bundle(None, model_id, func, model=model, plugin=plugin, options=options,
+                          pkgs_to_install=pkgs_to_install, sample_inputs=sample_inputs)
     try:
         outputs = None
         if check:
             python = ensure_env(pkgs_to_install) if pkgs_to_install else None
-            outputs = run_check(bundle, input_type, sample_inputs, python=python)
+            outputs = run_check(bundle, model_id.input_type, sample_inputs, python=python)
         yield bundle, outputs
     finally:
         shutil.rmtree(bundle, ignore_errors=True)
@@ -96,13 +95,25 @@ def deploy_model_bundle(
     cannot load leaves nothing behind on the cluster. Where the first replica's load is that check (a local
     manager), it runs once the replicas serve instead: a failed deploy has then left nothing either.
     """
-    name, version = validate_name(name), validate_version(version)
-    input_type = canonical_input_type(input_type)
+    return _deploy(clipper_conn, ModelVersionId.checked(name, version, input_type), func, model=model, plugin=plugin,
+                   options=options, base_image=base_image, labels=labels, registry=registry,
+                   num_replicas=num_replicas, batch_size=batch_size, pkgs_to_install=pkgs_to_install,
+                   sample_inputs=sample_inputs, before_ship=before_ship)
+
+
+def _deploy(
+    clipper_conn: ConnectionInterface, model_id: ModelVersionId, func: Callable[..., Any], *, model: Any,
+    plugin: str, options: Mapping[str, Any] | None, base_image: str | None, labels: Sequence[str] | None,
+    registry: str | None, num_replicas: int, batch_size: int, pkgs_to_install: Sequence[str] | None,
+    sample_inputs: Sequence[Any] | None, before_ship: Callable[[], None] | None,
+) -> DeployResult:
+    """:func:`deploy_model_bundle` for an identity checked where it entered."""
+    name, version, input_type = model_id.name, model_id.version, model_id.input_type
     labels = validate_labels(labels)
     validate_deploy_args(num_replicas, batch_size)
     image = resolve_base_image(plugin, base_image)
     in_replica = replica_load_is_the_check(clipper_conn, sample_inputs)
-    with checked_bundle(name, version, input_type, func, model=model, plugin=plugin, options=options,
+    with checked_bundle(model_id, func, model=model, plugin=plugin, options=options,
                         pkgs_to_install=pkgs_to_install, sample_inputs=sample_inputs,
                         check=not in_replica) as (bundle, outputs):
         if before_ship is not None and not in_replica:
@@ -124,7 +135,8 @@ def create_model_endpoint(
     """Register app ``name``, deploy the model under the same name, and link the two (Clipper's
     ``create_endpoint``). An existing app is reused when its input type matches."""
     validate_name(name, "application name")
-    input_type = canonical_input_type(input_type)
+    model_id = ModelVersionId.checked(name, version, input_type)  # the model is named after the app
+    input_type = model_id.input_type
     app = clipper_conn.get_app_info(name)
     if app is not None and app.get("input_type") != input_type:
         raise ClipperException(f"Application {name!r} exists with input_type {app.get('input_type')!r}, "
@@ -134,10 +146,9 @@ def create_model_endpoint(
         if app is None:
             clipper_conn.register_application(name, input_type, default_output, slo_micros)
 
-    result = deploy_model_bundle(clipper_conn, name, version, input_type, func, model=model, plugin=plugin,
-                                 options=options, base_image=base_image, labels=labels, registry=registry,
-                                 num_replicas=num_replicas, batch_size=batch_size, pkgs_to_install=pkgs_to_install,
-                                 sample_inputs=sample_inputs, before_ship=register_app)
+    result = _deploy(clipper_conn, model_id, func, model=model, plugin=plugin, options=options, base_image=base_image,
+                     labels=labels, registry=registry, num_replicas=num_replicas, batch_size=batch_size,
+                     pkgs_to_install=pkgs_to_install, sample_inputs=sample_inputs, before_ship=register_app)
     if name not in clipper_conn.get_linked_models(name):
         clipper_conn.link_model_to_app(name, name)
     return result
