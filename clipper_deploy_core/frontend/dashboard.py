@@ -120,8 +120,12 @@ class Dashboard:
                 app["defaults"][labels["reason"]] = value
         elif name.startswith("clipper_model_") and "model" in labels and "version" in labels:
             key = f"{labels['model']}:{labels['version']}"
-            model = series["models"].setdefault(key, {"batches": 0.0, "inputs_batched": 0.0, "predictions": 0.0})
-            if name == "clipper_model_batch_size_count":
+            model = series["models"].setdefault(key, {"batches": 0.0, "inputs_batched": 0.0, "predictions": 0.0,
+                                                      "batch_latency_buckets": []})
+            if name == "clipper_model_batch_latency_seconds_bucket":
+                le = float(labels["le"])
+                model["batch_latency_buckets"].append([le if le != float("inf") else None, value])
+            elif name == "clipper_model_batch_size_count":
                 model["batches"] = value
             elif name == "clipper_model_batch_size_sum":
                 model["inputs_batched"] = value

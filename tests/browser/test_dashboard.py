@@ -92,8 +92,10 @@ def test_the_page_shows_apps_and_replicas_and_a_chart_moves_under_load(conn, pag
     finally:
         stop.set()
         loader.join(30)
-    traces = page.evaluate("document.getElementById('chart-throughput').data.map(t => t.name)")
-    assert traces == ["sum"]
+    names = "id => document.getElementById(id).data.map(t => t.name)"
+    assert page.evaluate(f"({names})('chart-throughput')") == ["sum", "model sum:1"]  # per app and per model
+    assert set(page.evaluate(f"({names})('chart-latency')")) == {"sum p50", "sum p99", "model sum:1 batch p50",
+                                                                  "model sum:1 batch p99"}
 
 
 def test_a_killed_replica_shows_its_state_change_and_its_restart(conn, page):

@@ -155,8 +155,13 @@ function drawRates(now, before) {
     }
   }
   for (const [model, s] of Object.entries(now.series.models)) {
-    const b = before.series.models[model] || { batches: 0, inputs_batched: 0 };
-    if (s.batches > b.batches) batch[model] = (s.inputs_batched - b.inputs_batched) / (s.batches - b.batches);
+    const b = before.series.models[model] || { batches: 0, inputs_batched: 0, predictions: 0, batch_latency_buckets: [] };
+    throughput["model " + model] = (s.predictions - b.predictions) / dt;  // inputs the model version was sent
+    if (s.batches > b.batches) {
+      batch[model] = (s.inputs_batched - b.inputs_batched) / (s.batches - b.batches);
+      latency["model " + model + " batch p50"] = quantileMs(b.batch_latency_buckets, s.batch_latency_buckets, 0.5);
+      latency["model " + model + " batch p99"] = quantileMs(b.batch_latency_buckets, s.batch_latency_buckets, 0.99);
+    }
   }
   plot(charts.throughput, throughput, when);
   plot(charts.latency, latency, when);
@@ -164,8 +169,9 @@ function drawRates(now, before) {
   plot(charts.defaults, defaults, when);
   const sum = (o) => Object.values(o).reduce((a, v) => a + v, 0);
   const max = (o) => (Object.keys(o).length ? Math.max(...Object.values(o)) : null);
-  setLast("throughput", sum(throughput), 1);
-  setLast("latency", max(Object.fromEntries(Object.entries(latency).filter(([k]) => k.endsWith("p99")))), 2);
+  const apps = (o) => Object.fromEntries(Object.entries(o).filter(([k]) => !k.startsWith("model ")));
+  setLast("throughput", sum(apps(throughput)), 1);
+  setLast("latency", max(Object.fromEntries(Object.entries(apps(latency)).filter(([k]) => k.endsWith("p99")))), 2);
   setLast("batch", max(batch), 1);
   setLast("defaults", sum(defaults), 1);
 }
