@@ -137,3 +137,16 @@ def test_the_template_preloads_what_the_bundles_plugin_declared(tmp_path):
         assert cmdline(parent_of(poly["pid"])).split()[-1] == "toy_models"
         assert cmdline(parent_of(closure["pid"])).split()[-1] == "clipper_deploy_core.replica.template"
         assert predict(conn, "poly", {"input": [2.0]})["output"] == 5.0
+
+
+def test_a_forked_replica_collects_garbage_and_leaves_the_templates_objects_frozen(tmp_path):
+    """The template runs without collections and freezes its objects before each fork (so a replica's collections
+    never write to the pages it shares); the replica itself collects as usual."""
+    def gc_state(xs):
+        import gc
+
+        return [f"{gc.isenabled()}:{gc.get_freeze_count() > 0}" for _ in xs]
+
+    with local_cluster("gc", tmp_path) as conn:
+        create_endpoint(conn, "gc", "doubles", gc_state)
+        assert predict(conn, "gc", {"input": [1.0]})["output"] == "True:True"

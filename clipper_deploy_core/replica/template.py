@@ -13,6 +13,7 @@ template exits when stdin closes; running replicas stay, and end when their link
 
 from __future__ import annotations
 
+import gc
 import importlib
 import io
 import json
@@ -33,6 +34,7 @@ def _reply(msg: dict[str, Any]) -> None:
 
 def _child(request: dict[str, Any], wake: tuple[int, int]) -> int:
     """In the forked replica: its own log, environment and working directory, then the replica's main()."""
+    gc.enable()
     signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     for fd in wake:
@@ -69,6 +71,9 @@ def _reap() -> None:
 
 
 def main(modules: list[str]) -> int:
+    # As the gc module advises for fork without exec: no collection in the template (no freed holes in its pages),
+    # and everything it holds frozen before each fork, so a replica's collections never write to the shared pages.
+    gc.disable()
     # Only stdin, stdout and stderr are ours: any other descriptor inherited from the cluster would be inherited
     # again by every replica, and a copy of the cluster's end of our stdout kept there would hide our exit from it.
     os.closerange(3, os.sysconf("SC_OPEN_MAX"))
@@ -99,6 +104,7 @@ def main(modules: list[str]) -> int:
 
 
 def _fork(request: dict[str, Any], wake: tuple[int, int]) -> int:
+    gc.freeze()
     pid = os.fork()
     if pid:
         return pid
