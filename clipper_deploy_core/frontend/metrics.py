@@ -26,7 +26,6 @@ class ModelMetrics:
     latency: Any
     cache_lookups: Any
     cache_hits: Any
-    cache_tally: list[int]  # [lookups, hits]: what the hit ratio is computed from at scrape time
 
 
 class Metrics:
@@ -83,7 +82,7 @@ class Metrics:
             m = self._models[(name, version)] = ModelMetrics(
                 self.model_requests.labels(name, version), self.batch_size.labels(name, version),
                 self.model_latency.labels(name, version), self.cache_lookups.labels(name, version),
-                self.cache_hits.labels(name, version), [0, 0])
+                self.cache_hits.labels(name, version))
         return m
 
     def watch_replicas(self, replicas: Callable[[], list[dict[str, Any]]]) -> None:
@@ -126,13 +125,18 @@ class _CacheHitRatio:
     def describe(self) -> list[Any]:
         return []  # collected only at scrape time
 
+    @staticmethod
+    def _totals(counter: Any) -> dict[tuple[str, str], float]:
+        return {(s.labels["model"], s.labels["version"]): s.value
+                for family in counter.collect() for s in family.samples if s.name.endswith("_total")}
+
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import GaugeMetricFamily
 
         family = GaugeMetricFamily("clipper_model_cache_hit_ratio", "Share of lookups the prediction cache answered",
                                    labels=["model", "version"])
-        for (name, version), m in list(self.metrics._models.items()):
-            lookups, hits = m.cache_tally
+        hits = self._totals(self.metrics.cache_hits)
+        for key, lookups in self._totals(self.metrics.cache_lookups).items():
             if lookups:
-                family.add_metric([name, version], hits / lookups)
+                family.add_metric(list(key), hits.get(key, 0.0) / lookups)
         yield family

@@ -180,12 +180,11 @@ class QueryAPI:
                   ) -> tuple[str, list[Outcome]]:
         """Queue ``inputs`` (wire form: a list, or a 2-D array of rows) for the model(s) the app's selection policy
         chooses and wait for them, at most the app's SLO. A pinned ``version`` is the first linked model's."""
-        linked = self.state.linked_models(app.name)
         if version is not None or self.state.policy_row(app.name)[0] == "default":
             served, model = self.resolve(app, version)
             return served, await self.run_model(app, model, inputs)
         try:
-            policy = self.policy(app, linked)
+            policy = self.policy(app, self.state.linked_models(app.name))
         except PolicyError as e:
             return "", [Outcome(reason="no_model", explanation=f"{NO_MODEL}: the selection policy of '{app.name}' "
                                                                  f"cannot run: {e}")] * len(inputs)
@@ -265,8 +264,6 @@ class QueryAPI:
         if cache is not None:
             model_metrics.cache_lookups.inc(n)
             model_metrics.cache_hits.inc(hits)
-            model_metrics.cache_tally[0] += n
-            model_metrics.cache_tally[1] += hits
         model_metrics.requests.inc(len(tasks))
         if not tasks:
             return [o for o in outcomes if isinstance(o, Outcome)]  # every one answered from the cache
