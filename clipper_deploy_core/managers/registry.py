@@ -8,8 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import importlib_metadata
-
+from ..entry_points import by_name, load_subclass
 from ..exceptions import ClipperException
 
 GROUP = "clipper_deploy.container_managers"
@@ -35,17 +34,10 @@ class ManagerInfo:
                 "builtin": self.builtin}
 
 
-def _entry_points() -> dict[str, Any]:
-    found: dict[str, Any] = {}
-    for ep in importlib_metadata.entry_points(group=GROUP):
-        found.setdefault(ep.name, ep)  # the first distribution that claims a name keeps it
-    return found
-
-
 def managers() -> list[ManagerInfo]:
     """Every installed manager, built-ins first, then by name."""
     out = []
-    for name, ep in _entry_points().items():
+    for name, ep in by_name(GROUP).items():
         dist = ep.dist.name if ep.dist is not None else "?"
         out.append(ManagerInfo(name, ep.value, dist, ep.dist.version if ep.dist is not None else "?"))
     return sorted(out, key=lambda m: (not m.builtin, m.name))
@@ -53,14 +45,7 @@ def managers() -> list[ManagerInfo]:
 
 def load_manager(name: str) -> type[Any]:
     """The manager class registered as ``name``; ``ClipperException`` naming the installed ones otherwise."""
-    eps = _entry_points()
-    if name not in eps:
-        raise ClipperException(f"No container manager named {name!r} is installed (installed: "
-                               f"{', '.join(sorted(eps)) or 'none'}); a manager registers itself under the "
-                               f"'{GROUP}' entry-point group")
-    cls = eps[name].load()
     from .base import ContainerManager
 
-    if not (isinstance(cls, type) and issubclass(cls, ContainerManager)):
-        raise ClipperException(f"Container manager {name!r} ({eps[name].value}) is not a ContainerManager subclass")
+    cls: type[ContainerManager] = load_subclass(GROUP, name, ContainerManager, "container manager", ClipperException)
     return cls
