@@ -4,8 +4,10 @@ what happens when a replica or the template itself is killed."""
 
 import asyncio
 import os
+import shutil
 import signal
 import sys
+import tempfile
 from pathlib import Path
 
 from clipper_deploy_core.cluster.replica_templates import TemplatePool
@@ -104,22 +106,37 @@ def unix_inodes():
     return {line.split()[6] for line in Path("/proc/net/unix").read_text().splitlines()[1:]}
 
 
-def test_a_local_replica_links_over_a_unix_socket_or_tcp_when_the_path_is_too_long(tmp_path):
-    with local_cluster("uds", tmp_path) as conn:
+def test_a_local_replica_links_over_a_unix_socket_or_tcp_when_the_path_is_too_long(tmp_path, monkeypatch):
+    short = Path(tempfile.mkdtemp(prefix="cd-", dir="/tmp"))  # pytest's tmp_path may itself be too deep
+    with local_cluster("uds", short) as conn:
         create_endpoint(conn, "uds", "doubles", lambda xs: [str(len(x)) for x in xs])
         (rep,) = ready(conn, "uds")
         assert socket_inodes(rep["pid"]) & unix_inodes(), "the replica's link is not a Unix socket"
         rpc_sock = Path(conn.cm.dir) / "rpc.sock"
+        assert conn.cm.info["rpc_socket"] == str(rpc_sock)
         assert rpc_sock.is_socket() and rpc_sock.stat().st_mode & 0o077 == 0  # this user only
         assert predict(conn, "uds", {"input": [1.0, 2.0]})["output"] == 2
     assert not rpc_sock.exists()  # removed with the cluster
-    deep = tmp_path / ("d" * 100)  # sockaddr_un holds 107 bytes: the replica links over TCP instead
+    # sockaddr_un holds 107 bytes: a deep home puts the socket in a private directory under the temp directory
+    deep = tmp_path / ("d" * 100)
+    with local_cluster("deep", deep) as conn:
+        create_endpoint(conn, "deep", "doubles", lambda xs: [str(len(x)) for x in xs])
+        (rep,) = ready(conn, "deep")
+        assert socket_inodes(rep["pid"]) & unix_inodes()
+        rpc_sock = Path(conn.cm.info["rpc_socket"])
+        assert rpc_sock.parent.parent == Path(tempfile.gettempdir()) and rpc_sock.is_socket()
+        assert rpc_sock.parent.stat().st_mode & 0o777 == 0o700
+        assert predict(conn, "deep", {"input": [1.0, 2.0]})["output"] == 2
+    assert not rpc_sock.parent.exists()  # removed with the cluster
+    # ... and where that is too deep as well, replicas link over TCP
+    monkeypatch.setenv("TMPDIR", str(deep))
     with local_cluster("tcp", deep) as conn:
         create_endpoint(conn, "tcp", "doubles", lambda xs: [str(len(x)) for x in xs])
         (rep,) = ready(conn, "tcp")
         assert not socket_inodes(rep["pid"]) & unix_inodes()
-        assert not (Path(conn.cm.dir) / "rpc.sock").exists()
+        assert "rpc_socket" not in conn.cm.info
         assert predict(conn, "tcp", {"input": [1.0, 2.0]})["output"] == 2
+    shutil.rmtree(short, ignore_errors=True)
 
 
 def test_the_template_preloads_what_the_bundles_plugin_declared(tmp_path):

@@ -16,6 +16,7 @@ import json
 import os
 import signal
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -56,6 +57,18 @@ def _docker_containers(args: argparse.Namespace, home: Path) -> tuple[ReplicaRun
 # runner runs them (Kubernetes does), so that mode is a controller of its own, not an entry here.
 RUNNERS: dict[str, Callable[[argparse.Namespace, Path], tuple[ReplicaRunner, str]]] = {
     "local": _local_processes, "docker": _docker_containers}
+
+
+def _unix_socket_path(home: Path) -> Path | None:
+    """Where local replicas link: ``rpc.sock`` in the cluster directory, or, where that path is too long for
+    sockaddr_un (a deep home), in a private directory (0700) under the temp directory; None (TCP) if both are."""
+    path = home / "rpc.sock"
+    if len(os.fsencode(path)) < UNIX_PATH_MAX:
+        return path
+    short = Path(tempfile.gettempdir()) / "clipper-deploy-XXXXXXXX" / "rpc.sock"
+    if len(os.fsencode(short)) >= UNIX_PATH_MAX:
+        return None
+    return Path(tempfile.mkdtemp(prefix="clipper-deploy-")) / "rpc.sock"
 
 
 async def serve(args: argparse.Namespace) -> None:
@@ -105,10 +118,9 @@ async def serve(args: argparse.Namespace) -> None:
     rpc = await asyncio.start_server(dispatcher.handle_replica, args.rpc_host, args.rpc_port)
     rpc_port[0] = rpc.sockets[0].getsockname()[1]
     rpc_unix = None
-    unix_path = home / "rpc.sock"
-    if supervisor is not None and args.replicas == "local" and len(os.fsencode(unix_path)) < UNIX_PATH_MAX:
-        # Replicas on this host link over a Unix socket (mode 0600 under the umask above): no TCP stack per
-        # batch. A path too long for sockaddr_un leaves them on TCP.
+    unix_path = _unix_socket_path(home) if supervisor is not None and args.replicas == "local" else None
+    if unix_path is not None and supervisor is not None:
+        # Replicas on this host link over a Unix socket (mode 0600 under the umask above): no TCP stack per batch.
         unix_path.unlink(missing_ok=True)
         rpc_unix = await asyncio.start_unix_server(dispatcher.handle_replica, path=str(unix_path))
         supervisor.replica_env[RPC_SOCKET_ENV] = str(unix_path)
@@ -145,6 +157,8 @@ async def serve(args: argparse.Namespace) -> None:
 
     info = {"name": args.name, "pid": os.getpid(), "query": f"{args.query_host}:{ports['query']}",
             "admin": f"{args.admin_host}:{ports['admin']}", "rpc": f"{rpc_host}:{rpc_port[0]}"}
+    if rpc_unix is not None:
+        info["rpc_socket"] = str(unix_path)
     tmp = home / "cluster.json.tmp"
     tmp.write_text(json.dumps(info))
     tmp.replace(home / "cluster.json")
@@ -162,9 +176,11 @@ async def serve(args: argparse.Namespace) -> None:
     if store is not None:
         store.stop()
     rpc.close()
-    if rpc_unix is not None:
+    if rpc_unix is not None and unix_path is not None:
         rpc_unix.close()
         unix_path.unlink(missing_ok=True)
+        if unix_path.parent != home:
+            unix_path.parent.rmdir()
     offload.close()
     for server, _ in servers:
         server.should_exit = True
