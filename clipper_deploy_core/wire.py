@@ -7,7 +7,8 @@ nothing is re-encoded as JSON on the way to the model; strings travel in the hea
 A link opens with the handshake of :mod:`.replica_auth` (frames capped at 64 KiB until it ends);
 then, per batch, replica -> frontend ``{"type": "result", "id", "outputs": [...]}`` or
 ``{"type": "error", "id", "kind", "message"}``. Frontend -> replica: ``{"type": "batch", "id", ...}``,
-one batch in flight per replica.
+one batch in flight per replica. Replica -> frontend ``{"type": "bye"}``: send no more batches, and hang up once the
+one in flight is answered (the replica is leaving; see replica.links).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ HEADER = struct.Struct("<I")
 # queries brought in, a reply about as much again. The cluster process hands its value to replicas.
 MAX_FRAME_ENV = "CLIPPER_MAX_FRAME"
 RPC_SOCKET_ENV = "CLIPPER_RPC_SOCKET"  # a replica on the cluster's host links through this Unix socket, if set
+# The cluster's other frontend processes (``unix:/path`` or ``tcp:host:port``, comma-separated): see replica.links
+EXTRA_FRONTENDS_ENV = "CLIPPER_EXTRA_FRONTENDS"
 UNIX_PATH_MAX = 108  # sockaddr_un's sun_path on Linux, its terminating NUL included
 
 

@@ -14,27 +14,29 @@ import asyncio
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from ..exceptions import ClipperException
 from ..frontend.admin_api import AdminAPI, ReplicaController
 from ..frontend.admin_guard import AdminGuard, admin_error
 from ..frontend.dashboard import Dashboard
 from ..frontend.dispatch import Dispatcher
-from ..frontend.feedback import FeedbackAPI
-from ..frontend.http import App, Limits, bind, make_server, raise_file_limit
+from ..frontend.http import App, Limits, raise_file_limit
 from ..frontend.metrics import Metrics
 from ..frontend.offload import Offload
-from ..frontend.openapi import OpenAPIDocs
 from ..frontend.prediction_cache import DEFAULT_CACHE_BYTES, PredictionCache
-from ..frontend.query_api import DEFAULT_MAX_BATCH_ROWS, QueryAPI, query_error
+from ..frontend.query_api import DEFAULT_MAX_BATCH_ROWS
 from ..frontend.state import ClusterState
-from ..frontend.v2_api import V2API
 from ..replica_auth import SECRET_ENV, load_or_create_secret
-from ..wire import MAX_FRAME_ENV, RPC_SOCKET_ENV, UNIX_PATH_MAX, frame_cap_for
+from ..wire import EXTRA_FRONTENDS_ENV, MAX_FRAME_ENV, RPC_SOCKET_ENV, UNIX_PATH_MAX, frame_cap_for
+from .frontend_processes import FrontendProcesses
+from .query_port import query_app, start_ports, stop_ports
+from .query_worker import METRICS_DIR
 from .supervisor import ReplicaRunner, ReplicaSupervisor
 
 DEFAULT_MAX_BODY = 16 * 1024 * 1024
@@ -72,7 +74,12 @@ def _unix_socket_path(home: Path) -> Path | None:
 
 
 async def serve(args: argparse.Namespace) -> None:
-    """Run the cluster process until SIGTERM or SIGINT: ports, state, supervisor, replicas."""
+    """Run the cluster process until SIGTERM or SIGINT: ports, state, supervisor, replicas (or, with
+    ``--worker``, one of its query workers)."""
+    if args.worker is not None:
+        from .query_worker import serve_worker
+
+        return await serve_worker(args)
     home = Path(args.home)
     os.umask(0o077)  # state, secret, token, logs and bundles hold code and data: this user's alone
     home.mkdir(parents=True, exist_ok=True)
@@ -80,8 +87,13 @@ async def serve(args: argparse.Namespace) -> None:
     # The query path encodes batches with numpy: import it now, not inside the first query's SLO (~0.25 s).
     import numpy  # noqa: F401
 
-    state = ClusterState(home / "state.db")
-    metrics = Metrics()
+    several = args.frontends > 1
+    metrics_dir = home / METRICS_DIR
+    if several:  # a fresh count: the files of a previous run's processes would be summed in
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir()
+    state = ClusterState(home / "state.db", shared=several)
+    metrics = Metrics(metrics_dir if several else None)
     rpc_port = [args.rpc_port]
     token = os.environ.get("CLIPPER_ADMIN_TOKEN") or load_or_create_secret(home / "admin_token")
     if args.insecure_loopback_admin:
@@ -126,39 +138,38 @@ async def serve(args: argparse.Namespace) -> None:
         supervisor.replica_env[RPC_SOCKET_ENV] = str(unix_path)
 
     offload = Offload()
-    query_api = QueryAPI(state, dispatcher, metrics, controller.expected, args.max_batch_rows, offload,
-                         controller.failure)
-    metrics.watch_replicas(controller.replicas)
-    feedback = FeedbackAPI(query_api, store.transaction if store else None)
-    docs = OpenAPIDocs(state, args.max_batch_rows)
-    query_app = App(V2API(query_api).routes() + query_api.routes() + feedback.routes() + docs.routes(),
-                    args.max_body, query_error)
+    transaction = store.transaction if store else (state.transaction if several else None)
+    query = query_app(state, dispatcher, metrics, controller, args, offload, transaction)
     guard = AdminGuard(token, args.insecure_loopback_admin, args.admin_allowed_hosts.split(","))
     dashboard = Dashboard(state, controller, metrics, guard)
-    admin_app = App(AdminAPI(state, controller, guard, store.transaction if store else None).routes()
-                    + dashboard.routes(), args.max_body, admin_error)
+    admin = App(AdminAPI(state, controller, guard, store.transaction if store else None).routes()
+                + dashboard.routes(), args.max_body, admin_error)
     # Every connection is a descriptor: keep a reserve for replica links, the admin port, state and logs.
-    files = raise_file_limit()
-    query_limits = Limits.from_env(max(64, files - 256))
-    limits = {"query": query_limits, "admin": dataclasses.replace(query_limits, max_connections=64)}
-    servers, ports = [], {}
-    for label, app, host, port in (("query", query_app, args.query_host, args.query_port),
-                                   ("admin", admin_app, args.admin_host, args.admin_port)):
-        sock = bind(host, port)
-        ports[label] = sock.getsockname()[1]
-        server = make_server(app, limits[label])
-        servers.append((server, asyncio.create_task(server.serve(sockets=[sock]))))
-    while not all(server.started for server, _ in servers):
-        if any(task.done() for _, task in servers):
-            for _, task in servers:
-                if task.done():
-                    task.result()  # re-raise why a server could not start
-        await asyncio.sleep(0.01)
+    query_limits = Limits.from_env(max(64, raise_file_limit() - 256))
+    servers, ports = await start_ports([
+        ("query", query, args.query_host, args.query_port, query_limits, several),
+        ("admin", admin, args.admin_host, args.admin_port, dataclasses.replace(query_limits, max_connections=64),
+         False)])
 
     info = {"name": args.name, "pid": os.getpid(), "query": f"{args.query_host}:{ports['query']}",
-            "admin": f"{args.admin_host}:{ports['admin']}", "rpc": f"{rpc_host}:{rpc_port[0]}"}
+            "admin": f"{args.admin_host}:{ports['admin']}", "rpc": f"{rpc_host}:{rpc_port[0]}",
+            "frontends": args.frontends}
     if rpc_unix is not None:
         info["rpc_socket"] = str(unix_path)
+    workers, publishing = None, None
+    if several and supervisor is not None:
+        workers = FrontendProcesses(args, home, ports["query"], secret, rpc_host)
+        # Each worker links replicas next to the cluster's own socket, or over TCP (the next ports up, if fixed).
+        listen = [f"unix:{unix_path.parent / f'rpc-{i}.sock'}" if unix_path is not None
+                  else f"tcp:{args.rpc_host}:{args.rpc_port + i if args.rpc_port else 0}"
+                  for i in range(1, args.frontends)]
+        try:
+            supervisor.replica_env[EXTRA_FRONTENDS_ENV] = ",".join(await workers.start(listen))
+        except ClipperException as e:
+            print(str(e), file=sys.stderr, flush=True)
+            raise SystemExit(1) from None
+        publishing = asyncio.create_task(workers.publish(controller, state))
+        info["frontend_pids"] = [os.getpid(), *workers.pids()]
     tmp = home / "cluster.json.tmp"
     tmp.write_text(json.dumps(info))
     tmp.replace(home / "cluster.json")
@@ -173,6 +184,9 @@ async def serve(args: argparse.Namespace) -> None:
     await stop.wait()
     if supervisor is not None:
         await supervisor.shutdown()
+    if workers is not None and publishing is not None:
+        publishing.cancel()
+        await workers.stop()
     if store is not None:
         store.stop()
     rpc.close()
@@ -180,11 +194,9 @@ async def serve(args: argparse.Namespace) -> None:
         rpc_unix.close()
         unix_path.unlink(missing_ok=True)
         if unix_path.parent != home:
-            unix_path.parent.rmdir()
+            shutil.rmtree(unix_path.parent, ignore_errors=True)
     offload.close()
-    for server, _ in servers:
-        server.should_exit = True
-    await asyncio.gather(*(task for _, task in servers), return_exceptions=True)
+    await stop_ports(servers)
     (home / "cluster.json").unlink(missing_ok=True)
 
 
@@ -201,6 +213,10 @@ def main() -> int:
     p.add_argument("--rpc-port", type=int, default=7000)
     p.add_argument("--replicas", choices=(*RUNNERS, "kubernetes"), default="local",
                    help="run replicas as local processes or Docker containers, or let Kubernetes run them")
+    p.add_argument("--frontends", type=int, default=1,
+                   help="frontend processes serving the query port (SO_REUSEPORT); replicas link to each")
+    p.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)  # a query worker's index
+    p.add_argument("--rpc-listen", default=None, help=argparse.SUPPRESS)  # where a query worker links replicas
     p.add_argument("--max-body", type=int, default=DEFAULT_MAX_BODY)
     p.add_argument("--cache-size", type=int, default=DEFAULT_CACHE_BYTES, help="prediction cache bytes (0: off)")
     p.add_argument("--max-batch-rows", type=int, default=DEFAULT_MAX_BATCH_ROWS, help="rows one query may hold")
@@ -210,6 +226,10 @@ def main() -> int:
     p.add_argument("--admin-allowed-hosts", default=os.environ.get("CLIPPER_ADMIN_ALLOWED_HOSTS", ""),
                    help="comma-separated host names (besides IP addresses and localhost) the admin API answers to")
     args = p.parse_args()
+    if args.frontends < 1:
+        p.error("--frontends must be at least 1")
+    if args.frontends > 1 and args.replicas == "kubernetes":
+        p.error("--frontends: on Kubernetes, scale the frontend Deployment instead (every pod is a frontend)")
     try:
         import uvloop
     except ImportError:  # uvloop is not built for every platform; the standard loop works, only slower

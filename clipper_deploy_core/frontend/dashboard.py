@@ -80,7 +80,7 @@ class Dashboard:
         """What ``/dashboard/data`` returns."""
         caps: dict[tuple[str, str, str], float] = {}
         series: dict[str, Any] = {"apps": {}, "models": {}}
-        for family in self.metrics.registry.collect():
+        for family in self.metrics.exposed.collect():
             for s in family.samples:
                 self._add_sample(series, caps, s.name, s.labels, s.value)
         replicas: dict[tuple[str, str], list[dict[str, Any]]] = {}

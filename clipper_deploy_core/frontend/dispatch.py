@@ -186,7 +186,11 @@ class Dispatcher:
             # Reads all the time, so a replica that dies while idle is noticed at once.
             try:
                 while True:
-                    await replies.put((await wire.read_frame(reader, self.max_frame))[0])
+                    msg = (await wire.read_frame(reader, self.max_frame))[0]
+                    if msg.get("type") == "bye":  # the replica is leaving: drain it like a scale-down would
+                        stop.set()
+                        continue
+                    await replies.put(msg)
             except (asyncio.IncompleteReadError, ConnectionError, OSError, ValueError):
                 await replies.put(None)
 
@@ -202,10 +206,13 @@ class Dispatcher:
                 cap_gauge.set(policy.cap)
                 get = asyncio.ensure_future(queue.get_batch(policy.cap))
                 await asyncio.wait({get, reading, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                if stopping.done():  # drained: nothing in flight, the replica exits when we hang up
+                    if get.done():
+                        queue.requeue(get.result())  # taken in the same turn: back to the head, for another replica
+                    get.cancel()
+                    return
                 if not get.done():
                     get.cancel()
-                    if stopping.done():
-                        return  # drained: nothing in flight, the replica exits when we hang up
                     raise ConnectionError("replica connection closed")
                 batch = get.result()
                 inflight[:] = batch
@@ -223,7 +230,7 @@ class Dispatcher:
         finally:
             reading.cancel()
             stopping.cancel()
-            self.metrics.batch_size_limit.remove(key[0], key[1], str(rid))
+            self.metrics.unlabel(self.metrics.batch_size_limit, key[0], key[1], str(rid))
 
     def _resolve(self, key: Key, batch: list[Task], reply: dict[str, Any], latency: float) -> None:
         metrics = self.metrics.model(*key)

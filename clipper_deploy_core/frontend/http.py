@@ -332,10 +332,14 @@ class _Server(uvicorn.Server):
         yield  # the cluster process handles its own signals and stops every server itself
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """A listening, non-blocking TCP socket on ``host:port`` (port 0: a free one)."""
+def bind(host: str, port: int, reuse_port: bool = False) -> socket.socket:
+    """A listening, non-blocking TCP socket on ``host:port`` (port 0: a free one). With ``reuse_port``, other
+    processes may listen on the same port and the kernel spreads connections among them (``SO_REUSEPORT``; Linux
+    lets only processes of the same user join)."""
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
     sock.listen(2048)
     sock.setblocking(False)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import os
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -29,8 +31,21 @@ class ModelMetrics:
 
 
 class Metrics:
-    """The cluster's Prometheus series (prometheus-client, on a registry of its own)."""
-    def __init__(self) -> None:
+    """The cluster's Prometheus series (prometheus-client, on a registry of its own).
+
+    With ``shared_dir`` (several frontend processes serve one cluster), prometheus-client's multiprocess mode: each
+    process writes its series to memory-mapped files there, and a scrape of any of them sums every process's
+    (counters and histograms; gauges take the largest value among live processes).
+    """
+    def __init__(self, shared_dir: Path | None = None) -> None:
+        self.shared_dir = shared_dir
+        if shared_dir is not None:
+            # prometheus-client picks its value store at import from PROMETHEUS_MULTIPROC_DIR; the cluster process
+            # learns it needs one later, from its arguments, so it sets both before creating any series.
+            from prometheus_client import values
+
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(shared_dir)
+            values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter("clipper_app_requests", "Predict requests per app", ["app"], registry=r)
@@ -46,19 +61,26 @@ class Metrics:
         self.batch_size = Histogram("clipper_model_batch_size", "Inputs per batch", ["model", "version"],
                                     buckets=BATCH_BUCKETS, registry=r)
         self.batch_size_limit = Gauge("clipper_model_batch_size_limit", "Current batch-size cap (AIMD or fixed)",
-                                      ["model", "version", "replica"], registry=r)
+                                      ["model", "version", "replica"], registry=r, multiprocess_mode="livemax")
         self._apps: dict[str, AppMetrics] = {}
         self._models: dict[tuple[str, str], ModelMetrics] = {}
         self.cache_lookups = Counter("clipper_model_cache_lookups", "Prediction-cache lookups per model version",
                                      ["model", "version"], registry=r)
         self.cache_hits = Counter("clipper_model_cache_hits", "Prediction-cache hits per model version",
                                   ["model", "version"], registry=r)
-        r.register(_CacheHitRatio(self))
+        # What a scrape renders: this registry, or in multiprocess mode every process's files.
+        self.exposed = r
+        if shared_dir is not None:
+            from prometheus_client.multiprocess import MultiProcessCollector
+
+            self.exposed = CollectorRegistry()
+            MultiProcessCollector(self.exposed, path=str(shared_dir))  # type: ignore[no-untyped-call]
+        self.exposed.register(_CacheHitRatio(self._cache_counts))
         self.app_model_queries = Counter("clipper_app_model_queries", "Inputs each linked model answered, per app "
                                          "(apps under a selection policy)", ["app", "model"], registry=r)
         self._app_models: dict[tuple[str, str], Any] = {}
         self.live_replicas = Gauge("clipper_model_live_replicas", "Connected replicas", ["model", "version"],
-                                   registry=r)
+                                   registry=r, multiprocess_mode="livemax")
 
     def app(self, name: str) -> AppMetrics:
         """The per-app series, looked up once per app (``labels()`` takes a lock and hashes each time)."""
@@ -87,11 +109,38 @@ class Metrics:
 
     def watch_replicas(self, replicas: Callable[[], list[dict[str, Any]]]) -> None:
         """Report each replica's state (and the last error of one that keeps failing to start) at every scrape."""
-        self.registry.register(_ReplicaStates(replicas))
+        self.exposed.register(_ReplicaStates(replicas))
+
+    def unlabel(self, gauge: Any, *labels: str) -> None:
+        """Drop one series of ``gauge`` (a replica that went). Multiprocess mode cannot remove a series from the
+        files: it reads 0 from then on."""
+        if self.shared_dir is None:
+            gauge.remove(*labels)
+        else:
+            gauge.labels(*labels).set(0)
+
+    def _cache_counts(self) -> Iterator[Any]:
+        if self.shared_dir is None:
+            yield from self.cache_lookups.collect()
+            yield from self.cache_hits.collect()
+            return
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        collector = MultiProcessCollector(None, path=str(self.shared_dir))  # type: ignore[no-untyped-call]
+        for family in collector.collect():  # type: ignore[no-untyped-call]
+            if family.name in ("clipper_model_cache_lookups", "clipper_model_cache_hits"):
+                yield family
 
     def render(self) -> bytes:
         """The Prometheus text exposition for ``GET /metrics``."""
-        return generate_latest(self.registry)
+        return generate_latest(self.exposed)
+
+
+def forget_process(shared_dir: Path, pid: int) -> None:
+    """A frontend process of a multiprocess cluster ended: its gauges stop counting (its counters still do)."""
+    from prometheus_client.multiprocess import mark_process_dead
+
+    mark_process_dead(pid, str(shared_dir))  # type: ignore[no-untyped-call]
 
 
 class _ReplicaStates:
@@ -117,26 +166,28 @@ class _ReplicaStates:
 
 class _CacheHitRatio:
     """``clipper_model_cache_hit_ratio{model, version}``: hits / lookups so far, at every scrape (Clipper's
-    per-model ``cache_hit_ratio``)."""
+    per-model ``cache_hit_ratio``), from the lookup and hit counter families ``counts`` yields."""
 
-    def __init__(self, metrics: Metrics) -> None:
-        self.metrics = metrics
+    def __init__(self, counts: Callable[[], Iterable[Any]]) -> None:
+        self.counts = counts
 
     def describe(self) -> list[Any]:
         return []  # collected only at scrape time
 
-    @staticmethod
-    def _totals(counter: Any) -> dict[tuple[str, str], float]:
-        return {(s.labels["model"], s.labels["version"]): s.value
-                for family in counter.collect() for s in family.samples if s.name.endswith("_total")}
-
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import GaugeMetricFamily
 
+        totals: dict[str, dict[tuple[str, str], float]] = {"clipper_model_cache_lookups": {},
+                                                            "clipper_model_cache_hits": {}}
+        for family in self.counts():
+            for s in family.samples:
+                if s.name.endswith("_total"):
+                    key = (s.labels["model"], s.labels["version"])
+                    totals[family.name][key] = totals[family.name].get(key, 0.0) + s.value
         family = GaugeMetricFamily("clipper_model_cache_hit_ratio", "Share of lookups the prediction cache answered",
                                    labels=["model", "version"])
-        hits = self._totals(self.metrics.cache_hits)
-        for key, lookups in self._totals(self.metrics.cache_lookups).items():
+        hits = totals["clipper_model_cache_hits"]
+        for key, lookups in totals["clipper_model_cache_lookups"].items():
             if lookups:
                 family.add_metric(list(key), hits.get(key, 0.0) / lookups)
         yield family

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,15 +84,22 @@ class Deployment:
 class ClusterState:
     """Thread-safe SQLite-backed state; every write commits before it returns."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, shared: bool = False) -> None:
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA busy_timeout=10000")  # another frontend process may be writing
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(SCHEMA)
         self._migrate()
         self._lock = threading.RLock()
-        # The cluster process is the database's only writer, so reads can be served from memory and
-        # the whole cache dropped on any write: the query path then never touches SQLite.
+        # Reads are served from memory and the whole cache dropped on any write: the query path then never
+        # touches SQLite. With ``shared`` (several frontend processes on one database), a read first asks
+        # SQLite whether another connection committed since (``PRAGMA data_version``: a counter, no disk read).
         self._reads: dict[tuple[str, tuple[Any, ...]], list[tuple[Any, ...]]] = {}
+        self._shared = shared
+        self._seen_version = self._data_version()
+
+    def _data_version(self) -> int:
+        return int(self._db.execute("PRAGMA data_version").fetchone()[0])
 
     def _migrate(self) -> None:
         """State written before images had a column of their own kept a model image's tag in ``bundle_dir``; state
@@ -115,10 +123,31 @@ class ClusterState:
             if not sql.startswith("SELECT"):
                 self._reads.clear()
                 return self._db.execute(sql, args).fetchall()
+            if self._shared:
+                version = self._data_version()
+                if version != self._seen_version:
+                    self._seen_version = version
+                    self._reads.clear()
             key = (sql, args)
             if key not in self._reads:
                 self._reads[key] = self._db.execute(sql, args).fetchall()
             return self._reads[key]
+
+    async def transaction(self, mutation: Callable[[], Awaitable[Any]]) -> Any:
+        """Run a read-modify-write (which must not wait on anything but this state) with no other frontend
+        process writing in between: SQLite's ``BEGIN IMMEDIATE`` takes the database's write lock first."""
+        with self._lock:
+            self._reads.clear()
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                result = await mutation()
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            finally:
+                self._reads.clear()
+            self._db.execute("COMMIT")
+            return result
 
     # --- the whole state, for stores shared by several frontends ------------------------------
     def snapshot(self) -> dict[str, list[list[Any]]]:

@@ -6,7 +6,8 @@ Configured through Clipper's container environment contract: ``CLIPPER_MODEL_NAM
 ``CLIPPER_HEALTH_PORT`` (see :mod:`.health`), and the cluster's secret ``CLIPPER_CLUSTER_SECRET``, which it
 proves to each frontend before it is linked (:mod:`..replica_auth`). With ``CLIPPER_RESOLVE_INTERVAL`` it links to every
 address ``CLIPPER_IP`` resolves to, and keeps looking (several frontends, on Kubernetes). With
-``CLIPPER_RPC_SOCKET`` (a local cluster) it links through that Unix socket instead of TCP.
+``CLIPPER_RPC_SOCKET`` (a local cluster) it links through that Unix socket instead of TCP; with
+``CLIPPER_EXTRA_FRONTENDS`` it also links to the cluster's other frontend processes (:mod:`.links`).
 Exits 3 when the bundle fails to load (the traceback is on stderr), 4 when a frontend refuses its link,
 0 when the frontend goes away.
 """
@@ -23,7 +24,7 @@ import zlib
 from typing import Any
 
 from .. import replica_auth, wire
-from ..inputs import InputError, parse_single_input, to_batch, validate_input
+from .batches import handle, handle_together
 from .health import start_from_env
 
 LOAD_FAILED = 3
@@ -37,40 +38,6 @@ def _env(name: str, default: str | None = None) -> str:
         sys.stderr.write(f"replica: environment variable {name} is required\n")
         sys.exit(2)
     return value
-
-
-def _parse_raw(input_type: str, items: list[Any], raw: list[int]) -> tuple[Any, dict[str, str]]:
-    """Parse the bodies the frontend forwarded unparsed; return the batch of valid inputs and the errors."""
-    invalid: dict[str, str] = {}
-    for i in raw:
-        try:
-            items[i] = parse_single_input(input_type, items[i])
-        except InputError as e:
-            invalid[str(i)] = str(e)
-    valid = [x for i, x in enumerate(items) if str(i) not in invalid]
-    return (to_batch(input_type, valid) if valid else None), invalid
-
-
-def handle(loaded: Any, msg: dict[str, Any], payload: bytearray) -> dict[str, Any] | None:
-    """One frame from a frontend: a batch in, its reply out."""
-    if msg.get("type") != "batch":
-        return None
-    input_type = loaded.manifest.input_type
-    try:
-        batch, n, raw = wire.decode_batch(msg, payload)
-        if input_type == "bytes":  # base64 on the wire
-            batch = [validate_input(input_type, x) for x in batch]
-        invalid: dict[str, str] = {}
-        if raw:
-            batch, invalid = _parse_raw(input_type, batch, raw)
-        outputs: list[str | None] = list(loaded.predict_batch(batch, n - len(invalid))) if batch is not None else []
-        if invalid:  # put the answers back in place around the inputs that failed validation
-            served = iter(outputs)
-            outputs = [None if str(i) in invalid else next(served) for i in range(n)]
-        return {"type": "result", "id": msg["id"], "outputs": outputs, "invalid": invalid}
-    except Exception as e:  # noqa: BLE001 - a model error is reported per batch, never fatal
-        kind = "contract" if type(e).__name__ == "PredictContractError" else "error"
-        return {"type": "error", "id": msg["id"], "kind": kind, "message": f"{type(e).__name__}: {e}"}
 
 
 def answer(loaded: Any, sock: socket.socket) -> None:
@@ -115,16 +82,26 @@ def serve_frontends(loaded: Any, host: str, port: int, hello: dict[str, Any], se
                 links[addr] = sock
                 sel.register(sock, selectors.EVENT_READ, addr)
         health.status = "ready" if links else "disconnected"
+        frames, senders = [], []
         for key, _ in sel.select(timeout=max(0.0, next_lookup - time.monotonic())):
             addr = key.data
-            sock = links[addr]
             try:
-                answer(loaded, sock)
+                frames.append(wire.recv_frame(links[addr], MAX_FRAME))
+                senders.append(addr)
             except (ConnectionError, OSError):
                 print(f"replica: frontend {addr} went away", flush=True)
-                sel.unregister(sock)
-                sock.close()
-                links.pop(addr, None)
+                sel.unregister(links[addr])
+                links.pop(addr).close()
+        # batches from several frontends that wait together run as one predict call
+        for addr, reply in zip(senders, handle_together(loaded, frames) if frames else [], strict=True):
+            if reply is None or addr not in links:
+                continue
+            try:
+                wire.send_frame(links[addr], reply)
+            except OSError:
+                print(f"replica: frontend {addr} went away", flush=True)
+                sel.unregister(links[addr])
+                links.pop(addr).close()
 
 
 def _greet(sock: socket.socket, hello: dict[str, Any], secret: str) -> socket.socket:
@@ -208,7 +185,12 @@ def main() -> int:
     hello = {"type": "hello", "model": name, "version": version, "replica_id": replica_id, "pid": os.getpid()}
     if os.environ.get("CLIPPER_RESOLVE_INTERVAL"):
         serve_frontends(loaded, host, port, hello, secret, health, float(os.environ["CLIPPER_RESOLVE_INTERVAL"]))
+    extras = [a for a in os.environ.get(wire.EXTRA_FRONTENDS_ENV, "").split(",") if a]
     try:
+        if extras:  # the cluster runs several frontend processes: link to each, the cluster process last
+            from .links import link_others, serve_links
+
+            others = link_others(extras, lambda s: _greet(s, hello, secret))
         sock = _greet(_connect(host, port, float(os.environ.get("CLIPPER_CONNECT_TIMEOUT", "30")),
                                os.environ.get(wire.RPC_SOCKET_ENV)), hello, secret)
     except replica_auth.AuthError as e:
@@ -216,7 +198,10 @@ def main() -> int:
         return REFUSED
     health.status = "ready"
     print(f"replica {name}:{version}#{replica_id} ready (pid {os.getpid()})", flush=True)
-    serve(loaded, sock)
+    if extras:
+        serve_links(loaded, sock, extras, others, lambda s: _greet(s, hello, secret), MAX_FRAME)
+    else:
+        serve(loaded, sock)
     health.status = "disconnected"
     return 0
 

@@ -28,12 +28,13 @@ def wait_until(check: Callable[[], Any], what: str = "condition", timeout: float
 
 
 @contextlib.contextmanager
-def local_cluster(name: str, home: Path | str) -> Iterator[Any]:
-    """A started ``ClipperConnection`` on free ports, state under ``home``; stopped (no process left) on exit."""
+def local_cluster(name: str, home: Path | str, **options: Any) -> Iterator[Any]:
+    """A started ``ClipperConnection`` on free ports, state under ``home``; stopped (no process left) on exit.
+    ``options`` go to ``LocalContainerManager`` (``frontends=2``, ``cache_size=0``, ...)."""
     from ..clipper_connection import ClipperConnection
     from ..managers.local import LocalContainerManager
 
-    conn = ClipperConnection(LocalContainerManager(name, 0, 0, 0, home=home))
+    conn = ClipperConnection(LocalContainerManager(name, 0, 0, 0, home=home, **options))
     conn.start_clipper()
     try:
         yield conn

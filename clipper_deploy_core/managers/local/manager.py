@@ -66,7 +66,7 @@ class LocalContainerManager(AdminBackedManager):
                  query_host: str = "127.0.0.1", admin_host: str = "127.0.0.1",
                  max_request_bytes: int = 16 * 1024 * 1024, admin_token: str | None = None,
                  insecure_loopback_admin: bool = False, max_batch_rows: int = 10_000,
-                 cache_size: int | None = None) -> None:
+                 cache_size: int | None = None, frontends: int = 1) -> None:
         self.cluster_name = validate_name(cluster_name, "cluster name")
         self.cluster_identifier = cluster_name
         self.ports = (clipper_query_port, clipper_management_port, clipper_rpc_port)
@@ -77,6 +77,9 @@ class LocalContainerManager(AdminBackedManager):
         self.insecure_loopback_admin = insecure_loopback_admin
         self.max_batch_rows = max_batch_rows
         self.cache_size = cache_size  # start_clipper's default: Clipper takes it there, a harness may only set it here
+        if not isinstance(frontends, int) or isinstance(frontends, bool) or frontends < 1:
+            raise ClipperException(f"frontends must be a whole number of at least 1, got {frontends!r}")
+        self.frontends = frontends
         self.info: dict[str, Any] | None = None
 
     # --- cluster lifecycle --------------------------------------------------------------------
@@ -111,7 +114,7 @@ class LocalContainerManager(AdminBackedManager):
             [sys.executable, "-m", "clipper_deploy_core.cluster", "--name", self.cluster_name,
              "--home", str(self.dir), "--query-host", self.query_host, "--query-port", str(q), "--admin-host",
              self.admin_host, "--admin-port", str(a), "--rpc-port", str(r), "--max-body", str(self.max_request_bytes),
-             "--max-batch-rows", str(self.max_batch_rows), *cache_args,
+             "--max-batch-rows", str(self.max_batch_rows), *cache_args, "--frontends", str(self.frontends),
              "--env-root", str(self.home), *(["--insecure-loopback-admin"] if self.insecure_loopback_admin else [])],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, env=env, cwd=str(self.dir))
         log.close()

@@ -1,0 +1,60 @@
+"""The query port, the same in every frontend process of a cluster: its routes (Clipper's REST API, V2, feedback,
+the OpenAPI description, ``/metrics``) and how an HTTP port is started."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from ..frontend.admin_api import ReplicaController
+from ..frontend.dispatch import Dispatcher
+from ..frontend.feedback import FeedbackAPI
+from ..frontend.http import App, Limits, bind, make_server
+from ..frontend.metrics import Metrics
+from ..frontend.offload import Offload
+from ..frontend.openapi import OpenAPIDocs
+from ..frontend.query_api import QueryAPI, query_error
+from ..frontend.state import ClusterState
+from ..frontend.v2_api import V2API
+
+Transaction = Callable[[Callable[[], Awaitable[Any]]], Awaitable[Any]]
+
+
+def query_app(state: ClusterState, dispatcher: Dispatcher, metrics: Metrics, controller: ReplicaController,
+              args: argparse.Namespace, offload: Offload, transaction: Transaction | None) -> App:
+    """The query port's app. ``transaction`` runs a read-modify-write of the state that other frontends may race
+    (what a selection policy learns from feedback); None where this process is the state's only writer."""
+    query_api = QueryAPI(state, dispatcher, metrics, controller.expected, args.max_batch_rows, offload,
+                         controller.failure)
+    metrics.watch_replicas(controller.replicas)
+    feedback = FeedbackAPI(query_api, transaction)
+    docs = OpenAPIDocs(state, args.max_batch_rows)
+    return App(V2API(query_api).routes() + query_api.routes() + feedback.routes() + docs.routes(),
+               args.max_body, query_error)
+
+
+async def start_ports(ports: list[tuple[str, App, str, int, Limits, bool]]) -> tuple[list[Any], dict[str, int]]:
+    """Start one uvicorn server per ``(label, app, host, port, limits, reuse_port)`` and wait until all listen:
+    ``([(server, task)], {label: bound port})``. Raises why one could not start."""
+    servers, bound = [], {}
+    for label, app, host, port, limits, reuse_port in ports:
+        sock = bind(host, port, reuse_port)
+        bound[label] = sock.getsockname()[1]
+        server = make_server(app, limits)
+        servers.append((server, asyncio.create_task(server.serve(sockets=[sock]))))
+    while not all(server.started for server, _ in servers):
+        if any(task.done() for _, task in servers):
+            for _, task in servers:
+                if task.done():
+                    task.result()  # re-raise why a server could not start
+        await asyncio.sleep(0.01)
+    return servers, bound
+
+
+async def stop_ports(servers: list[Any]) -> None:
+    """Stop the servers :func:`start_ports` started."""
+    for server, _ in servers:
+        server.should_exit = True
+    await asyncio.gather(*(task for _, task in servers), return_exceptions=True)

@@ -1,0 +1,202 @@
+"""Several frontend processes for one cluster (``LocalContainerManager(frontends=2)``): one query port shared
+through SO_REUSEPORT, one state, every replica linked to every frontend, metrics summed over the processes. Real
+processes and real HTTP; every query opens its own connection, so the kernel spreads them over both frontends."""
+
+import json
+import os
+import shutil
+import signal
+import tempfile
+import threading
+import urllib.request
+from pathlib import Path
+
+import pytest
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import CollectorRegistry
+
+from clipper_deploy_core import ClipperException, LocalContainerManager
+from clipper_deploy_core.deployers.python import create_endpoint, deploy_python_closure
+from clipper_deploy_core.testing import local_cluster, predict, wait_until
+
+
+@pytest.fixture()
+def home():
+    # Short, so the replicas' Unix sockets fit in sockaddr_un wherever pytest's tmp_path is.
+    path = Path(tempfile.mkdtemp(prefix="cd-fe-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def post(conn, app, body):
+    req = urllib.request.Request(f"http://{conn.get_query_addr()}/{app}/predict", data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def metric_lines(conn, prefix):
+    text = urllib.request.urlopen(f"http://{conn.get_query_addr()}/metrics", timeout=30).read().decode()
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+            if line.startswith(prefix)}
+
+
+def served_by(conn, pid, app):
+    """Requests to ``app`` that frontend ``pid`` answered, from its own metrics files alone."""
+    only = Path(tempfile.mkdtemp(dir=conn.cm.dir))
+    for f in (Path(conn.cm.dir) / "metrics").glob(f"*_{pid}.db"):
+        shutil.copy(f, only)
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=str(only))
+    value = registry.get_sample_value("clipper_app_requests_total", {"app": app}) or 0
+    shutil.rmtree(only)
+    return value
+
+
+def unix_links(pid):
+    """How many Unix sockets process ``pid`` holds (a local replica's links to frontends)."""
+    unix = {line.split()[6] for line in Path("/proc/net/unix").read_text().splitlines()[1:]}
+    held = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:[") and target[8:-1] in unix:
+            held.add(target[8:-1])
+    return len(held)
+
+
+def replicas(conn, name):
+    return [r for r in conn.get_all_model_replicas(verbose=True) if r["model_name"] == name and r["status"] == "ready"]
+
+
+def test_two_frontends_share_the_port_and_the_replicas_and_sum_their_metrics(home):
+    with local_cluster("fe", home, frontends=2, cache_size=0) as conn:
+        pids = conn.cm.info["frontend_pids"]
+        assert len(pids) == 2 and pids[0] == conn.cm.info["pid"]
+        create_endpoint(conn, "sum", "doubles", lambda xs: [str(sum(x)) for x in xs], num_replicas=2)
+        for r in replicas(conn, "sum"):
+            assert unix_links(r["pid"]) == 2  # linked to both frontends
+        for i in range(60):
+            assert predict(conn, "sum", {"input": [1.0, float(i)]})["output"] == 1 + i
+        # The kernel spread the connections over both processes, and any of them reports the sum of both.
+        per_process = [served_by(conn, pid, "sum") for pid in pids]
+        assert all(n > 0 for n in per_process) and sum(per_process) == 60
+        for _ in range(4):
+            lines = metric_lines(conn, "clipper_app_requests_total")
+            assert lines['clipper_app_requests_total{app="sum"}'] == 60
+        assert metric_lines(conn, "clipper_model_live_replicas")[
+            'clipper_model_live_replicas{model="sum",version="1"}'] == 2
+
+
+def test_versions_scaling_and_defaults_are_the_same_on_every_frontend(home):
+    with local_cluster("fe", home, frontends=2, cache_size=0) as conn:
+        create_endpoint(conn, "ver", "doubles", lambda xs: ["1" for _ in xs], version="1")
+        deploy_python_closure(conn, "ver", "2", "doubles", lambda xs: ["2" for _ in xs])
+        # deploying version 2 made it current: every query after the call returns sees it, on either frontend
+        assert {post(conn, "ver", {"input": [1.0]})[1]["output"] for _ in range(30)} == {2}
+        conn.set_model_version("ver", "1")
+        assert {post(conn, "ver", {"input": [1.0]})[1]["output"] for _ in range(30)} == {1}
+        # scaling up links the new replicas to both frontends; scaling down keeps every query answered
+        conn.set_num_replicas("ver", 3, "1")
+        wait_until(lambda: len(replicas(conn, "ver")) >= 3 and all(
+            unix_links(r["pid"]) == 2 for r in replicas(conn, "ver") if r["model_version"] == "1"),
+            what="three replicas of version 1 linked to both frontends")
+        conn.set_num_replicas("ver", 1, "1")
+        answers = [post(conn, "ver", {"input": [1.0]}) for _ in range(30)]
+        assert {(status, b["output"], b["default"]) for status, b in answers} == {(200, 1, False)}
+        # an app with no model gets its default, with the reason, from every frontend
+        conn.register_application("lonely", "doubles", "-1", 100000)
+        answers = [post(conn, "lonely", {"input": [1.0]}) for _ in range(20)]
+        assert {(s, b["output"], b["default"]) for s, b in answers} == {(200, -1, True)}
+        assert all("no model is linked" in b["default_explanation"] for _, b in answers)
+
+
+def test_a_replica_that_keeps_failing_to_start_is_named_by_every_frontend(home):
+    from clipper_deploy_core.bundle import FUNC_NAME
+
+    with local_cluster("fe", home, frontends=2, cache_size=0) as conn:
+        create_endpoint(conn, "crashy", "doubles", lambda xs: ["ok"] * len(xs), slo_micros=2_000_000)
+        bundle = next((Path(conn.cm.dir) / "bundles").iterdir())
+        (bundle / FUNC_NAME).write_bytes(b"tampered")  # every restart now fails verification
+        (rep,) = replicas(conn, "crashy")
+        os.kill(rep["pid"], signal.SIGKILL)
+
+        def explained_everywhere():
+            answers = [post(conn, "crashy", {"input": [1.0]}) for _ in range(12)]
+            return all(b["default"] and "fails to start: BundleIntegrityError" in b["default_explanation"]
+                       for _, b in answers)
+
+        # the cluster process sees the crash loop; the query worker learns it from the replica view it publishes
+        wait_until(explained_everywhere, what="both frontends to explain the crash loop", timeout=60)
+        states = metric_lines(conn, "clipper_replica_state")
+        assert any('last_error="BundleIntegrityError' in k for k in states)
+
+
+def test_nothing_is_lost_when_a_replica_or_a_frontend_is_killed_under_load(home):
+    with local_cluster("fe", home, frontends=2, cache_size=0) as conn:
+        create_endpoint(conn, "sturdy", "doubles", lambda xs: [str(sum(x)) for x in xs], num_replicas=2)
+        results, stop = [], threading.Event()
+
+        def load(offset):
+            i = 0
+            while not stop.is_set() and i < 3000:
+                results.append((offset + i, post(conn, "sturdy", {"input": [float(offset), float(i)]})))
+                i += 1
+
+        threads = [threading.Thread(target=load, args=(k * 10_000,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        wait_until(lambda: len(results) > 50, what="load to start")
+        victim = replicas(conn, "sturdy")[0]
+        os.kill(victim["pid"], signal.SIGKILL)
+        wait_until(lambda: any(r["model_replica_id"] == victim["model_replica_id"] and r["pid"] != victim["pid"]
+                               and unix_links(r["pid"]) == 2 for r in replicas(conn, "sturdy")),
+                   what="the replica to come back, linked to both frontends")
+        n = len(results)
+        wait_until(lambda: len(results) > n + 50, what="more load after the replica's restart")
+        # a scale-down under load: the cluster process drains the replica, which says bye to the query worker
+        conn.set_num_replicas("sturdy", 1)
+        n = len(results)
+        wait_until(lambda: len(results) > n + 50, what="more load after the scale-down")
+        stop.set()
+        for t in threads:
+            t.join()
+        # Every query was answered by a model, with its own input's answer: the batches in flight on the killed
+        # replica, on both frontends, went to the other replica.
+        assert all(status == 200 and not body["default"] and body["output"] == expected
+                   for expected, (status, body) in results)
+
+
+def test_a_killed_query_worker_is_restarted_and_the_replicas_link_to_it_again(home):
+    with local_cluster("fe", home, frontends=2, cache_size=0) as conn:
+        create_endpoint(conn, "back", "doubles", lambda xs: [str(len(x)) for x in xs])
+        (rep,) = replicas(conn, "back")
+        status = Path(conn.cm.dir) / "frontends" / "1.json"
+        worker = json.loads(status.read_text())["pid"]
+        assert worker == conn.cm.info["frontend_pids"][1]
+        os.kill(worker, signal.SIGKILL)
+
+        def restarted():
+            try:
+                return json.loads(status.read_text())["pid"] not in (worker, None)
+            except (OSError, ValueError):
+                return False
+
+        wait_until(restarted, what="the query worker to be restarted")
+        wait_until(lambda: unix_links(rep["pid"]) == 2, what="the replica to link to the new worker")
+        new = json.loads(status.read_text())["pid"]
+        answers = [post(conn, "back", {"input": [1.0, 2.0]}) for _ in range(40)]
+        assert {(s, b["output"], b["default"]) for s, b in answers} == {(200, 2, False)}
+        assert served_by(conn, new, "back") > 0  # the new worker serves on the shared port
+        assert metric_lines(conn, "clipper_app_requests_total")['clipper_app_requests_total{app="back"}'] == 40
+
+
+def test_frontends_must_be_a_whole_number_of_at_least_one(home):
+    for bad in (0, -1, 1.5, True, "2"):
+        with pytest.raises(ClipperException, match="frontends must be a whole number"):
+            LocalContainerManager("fe", home=home, frontends=bad)
