@@ -39,11 +39,14 @@ def _conn(args: argparse.Namespace) -> Any:
     q, a, r = (int(getattr(args, k, d)) for k, d in (("query_port", 1337), ("admin_port", 1338), ("rpc_port", 7000)))
     offered = {"clipper_query_port": q, "clipper_management_port": a, "clipper_rpc_port": r,
                "insecure_loopback_admin": getattr(args, "insecure_loopback_admin", False)}
+    if getattr(args, "frontends", 1) != 1:
+        offered["frontends"] = args.frontends
     if name == "docker":
         offered.update(network_mode=args.network_mode, docker_network=args.docker_network)
     params = inspect.signature(cls).parameters
-    if getattr(args, "insecure_loopback_admin", False) and "insecure_loopback_admin" not in params:
-        raise SystemExit(f"error: the {name} manager has no --insecure-loopback-admin")
+    for option in ("insecure_loopback_admin", "frontends"):
+        if offered.get(option, False) and option not in params:
+            raise SystemExit(f"error: the {name} manager has no --{option.replace('_', '-')}")
     return ClipperConnection(cls(args.cluster, **{k: v for k, v in offered.items() if k in params}))
 
 
@@ -341,6 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "start":
             for flag, default in (("--query-port", 1337), ("--admin-port", 1338), ("--rpc-port", 7000)):
                 p.add_argument(flag, type=int, default=default, help=f"0 picks a free port (default {default})")
+            p.add_argument("--frontends", type=int, default=1,
+                           help="frontend processes serving the query port, about one per core to spare (default 1)")
             p.add_argument("--insecure-loopback-admin", action="store_true",
                            help="accept admin mutations without the token from loopback, for Clipper's own "
                                 "clipper_admin client (any local process can then deploy code as you)")

@@ -15,7 +15,7 @@ import pytest
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import CollectorRegistry
 
-from clipper_deploy_core import ClipperException, LocalContainerManager
+from clipper_deploy_core import ClipperConnection, ClipperException, LocalContainerManager
 from clipper_deploy_core.deployers.python import create_endpoint, deploy_python_closure
 from clipper_deploy_core.testing import local_cluster, predict, wait_until
 
@@ -68,6 +68,14 @@ def unix_links(pid):
         if target.startswith("socket:[") and target[8:-1] in unix:
             held.add(target[8:-1])
     return len(held)
+
+
+def running(pid):
+    """Whether ``pid`` runs (a zombie waiting for a parent that is gone does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def replicas(conn, name):
@@ -200,3 +208,36 @@ def test_frontends_must_be_a_whole_number_of_at_least_one(home):
     for bad in (0, -1, 1.5, True, "2"):
         with pytest.raises(ClipperException, match="frontends must be a whole number"):
             LocalContainerManager("fe", home=home, frontends=bad)
+
+
+def test_the_command_line_starts_several_frontends_and_refuses_a_manager_without_them(home):
+    import subprocess
+    import sys
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "clipper_deploy_core.cli", *args], capture_output=True,
+                              text=True, env={**os.environ, "CLIPPER_DEPLOY_HOME": str(home)}, timeout=120)
+
+    started = cli("start", "--cluster", "fecli", "--frontends", "3", "--query-port", "0", "--admin-port", "0",
+                  "--rpc-port", "0")
+    assert started.returncode == 0, started.stderr
+    try:
+        conn = ClipperConnection(LocalContainerManager("fecli", home=home))
+        conn.connect()
+        assert len(conn.cm.info["frontend_pids"]) == 3
+        create_endpoint(conn, "three", "doubles", lambda xs: [str(len(x)) for x in xs])
+        (rep,) = replicas(conn, "three")
+        assert unix_links(rep["pid"]) == 3
+        assert {predict(conn, "three", {"input": [1.0, 2.0, 3.0]})["output"] for _ in range(30)} == {3}
+    finally:
+        assert cli("stop", "--cluster", "fecli").returncode == 0
+    assert not any(running(pid) for pid in conn.cm.info["frontend_pids"])
+    refused = cli("start", "--manager", "toy", "--cluster", "toyc", "--frontends", "2")
+    assert refused.returncode != 0 and "the toy manager has no --frontends" in refused.stderr
+
+
+def test_query_workers_exit_when_the_cluster_process_is_killed(home):
+    with local_cluster("fe", home, frontends=2) as conn:
+        primary, worker = conn.cm.info["frontend_pids"]
+        os.kill(primary, signal.SIGKILL)
+        wait_until(lambda: not running(worker), what="the query worker to exit with its cluster process")

@@ -24,6 +24,13 @@ def cache_size_args(cache_size: Any) -> list[str]:
     return ["--cache-size", str(cache_size)]
 
 
+def check_frontends(frontends: Any) -> int:
+    """The number of frontend processes to run (each serves the query port; replicas link to all), checked."""
+    if isinstance(frontends, bool) or not isinstance(frontends, int) or frontends < 1:
+        raise ClipperException(f"frontends must be a whole number of at least 1, got {frontends!r}")
+    return frontends
+
+
 class AdminBackedManager(ContainerManager):
     admin_token: str | None = None
 

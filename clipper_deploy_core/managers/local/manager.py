@@ -19,7 +19,7 @@ from ...envs import cluster_dir, default_home
 from ...exceptions import ClipperException
 from ...http_client import request
 from ...naming import validate_name
-from ..admin_client import AdminBackedManager, cache_size_args
+from ..admin_client import AdminBackedManager, cache_size_args, check_frontends
 
 START_TIMEOUT_S = 60.0
 
@@ -77,9 +77,7 @@ class LocalContainerManager(AdminBackedManager):
         self.insecure_loopback_admin = insecure_loopback_admin
         self.max_batch_rows = max_batch_rows
         self.cache_size = cache_size  # start_clipper's default: Clipper takes it there, a harness may only set it here
-        if not isinstance(frontends, int) or isinstance(frontends, bool) or frontends < 1:
-            raise ClipperException(f"frontends must be a whole number of at least 1, got {frontends!r}")
-        self.frontends = frontends
+        self.frontends = check_frontends(frontends)
         self.info: dict[str, Any] | None = None
 
     # --- cluster lifecycle --------------------------------------------------------------------
