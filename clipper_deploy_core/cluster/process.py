@@ -153,7 +153,7 @@ async def serve(args: argparse.Namespace) -> None:
 
     info = {"name": args.name, "pid": os.getpid(), "query": f"{args.query_host}:{ports['query']}",
             "admin": f"{args.admin_host}:{ports['admin']}", "rpc": f"{rpc_host}:{rpc_port[0]}",
-            "frontends": args.frontends}
+            "frontends": args.frontends, "frontend_pids": [os.getpid()]}
     if rpc_unix is not None:
         info["rpc_socket"] = str(unix_path)
     workers, publishing = None, None

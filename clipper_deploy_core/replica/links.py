@@ -18,10 +18,14 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import wire
-from .batches import handle_together
+from .batches import Frame, handle_together
 
 RETRY_S = 0.5
-BYE_GRACE_S = 30.0  # how long the others get to hang up after bye: their batches in flight are answered first
+BYE_GRACE_S = 30.0
+# How long a round waits for the other frontends' next batches: a share of the last predict call, at most 1 ms.
+# Merged, the model sees the batch one frontend would have sent, for at most this share more latency.
+LINGER_SHARE = 0.2
+LINGER_MAX_S = 0.001  # how long the others get to hang up after bye: their batches in flight are answered first
 
 
 def open_address(address: str, timeout: float = 5.0) -> socket.socket:
@@ -64,6 +68,8 @@ def serve_links(loaded: Any, first: socket.socket, extras: list[str], others: di
         sel.register(sock, selectors.EVENT_READ, addr)
     pending, retry_at = [a for a in extras if a not in others], time.monotonic() + RETRY_S
     leaving_by: float | None = None
+    answered: set[str] = set()  # the frontends sent a reply in the last round
+    last_call = 0.0  # how long the last predict call took
 
     def drop(addr: str) -> None:
         nonlocal leaving_by
@@ -81,6 +87,18 @@ def serve_links(loaded: Any, first: socket.socket, extras: list[str], others: di
             print(f"replica: frontend {addr} went away; relinking", flush=True)
             pending.append(addr)
 
+    def receive(timeout: float | None, frames: list[Frame], senders: list[str]) -> None:
+        """Read one frame from each link that has one (waiting up to ``timeout`` for the first)."""
+        for key, _ in sel.select(timeout=timeout):
+            addr = key.data
+            if addr not in links or addr in senders:  # dropped meanwhile, or already heard this round
+                continue
+            try:
+                frames.append(wire.recv_frame(links[addr], max_frame))
+                senders.append(addr)
+            except (ConnectionError, OSError):
+                drop(addr)
+
     while True:
         now = time.monotonic()
         if leaving_by is not None and (not links or now >= leaving_by):
@@ -96,22 +114,25 @@ def serve_links(loaded: Any, first: socket.socket, extras: list[str], others: di
                 pending.remove(addr)
                 sel.register(links[addr], selectors.EVENT_READ, addr)
         wait = (retry_at - now) if pending else (leaving_by - now if leaving_by is not None else None)
-        frames, senders = [], []
-        for key, _ in sel.select(timeout=None if wait is None else max(0.0, wait)):
-            addr = key.data
-            if addr not in links:  # dropped earlier in this round
-                continue
-            try:
-                frames.append(wire.recv_frame(links[addr], max_frame))
-                senders.append(addr)
-            except (ConnectionError, OSError):
-                drop(addr)
+        frames: list[Frame] = []
+        senders: list[str] = []
+        receive(None if wait is None else max(0.0, wait), frames, senders)
         if not frames:
             continue
-        for addr, reply in zip(senders, handle_together(loaded, frames), strict=True):
+        # Under load every frontend sends its next batch as soon as it has our reply, but not at the same instant:
+        # give the ones answered last round a moment (a fraction of a predict call) so their batches join this one.
+        linger_until = time.monotonic() + min(LINGER_MAX_S, LINGER_SHARE * last_call)
+        while answered & links.keys() - set(senders) and time.monotonic() < linger_until:
+            receive(max(0.0, linger_until - time.monotonic()), frames, senders)
+        started = time.monotonic()
+        replies = handle_together(loaded, frames)
+        last_call = time.monotonic() - started
+        answered = set()
+        for addr, reply in zip(senders, replies, strict=True):
             if reply is None or addr not in links:
                 continue
             try:
                 wire.send_frame(links[addr], reply)
+                answered.add(addr)
             except OSError:
                 drop(addr)
