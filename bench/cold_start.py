@@ -1,7 +1,10 @@
 """A user's whole script, timed by ``bench/run.py`` from its launch: start a local cluster, build the model, deploy
 it, and get the first correct answer (printing ``answered``), then stop the cluster.
 
-    python bench/cold_start.py echo|mlp HOME
+    python bench/cold_start.py echo|mlp HOME [PRELOAD]
+
+PRELOAD (comma-separated modules, e.g. torch) is passed as ``LocalContainerManager(preload=...)``: a replica
+template imports them while the script builds its model.
 """
 
 import json
@@ -26,8 +29,9 @@ def mlp_predict(model, inputs):
         return [str(i) for i in model(torch.from_numpy(np.asarray(inputs, dtype=np.float32))).argmax(dim=1).tolist()]
 
 
-def main(workload: str, home: str) -> None:
-    conn = ClipperConnection(LocalContainerManager("cold", 0, 0, 0, home=home))
+def main(workload: str, home: str, preload: str = "") -> None:
+    conn = ClipperConnection(LocalContainerManager("cold", 0, 0, 0, home=home,
+                                                   preload=[m for m in preload.split(",") if m]))
     conn.start_clipper()
     try:
         if workload == "echo":
@@ -53,4 +57,4 @@ def main(workload: str, home: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(*sys.argv[1:4])

@@ -10,6 +10,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+import pytest
+
+from clipper_deploy_core import ClipperConnection, ClipperException, LocalContainerManager
 from clipper_deploy_core.cluster.replica_templates import TemplatePool
 from clipper_deploy_core.deployers.python import create_endpoint
 from clipper_deploy_core.testing import local_cluster, predict, wait_until
@@ -167,3 +170,50 @@ def test_a_forked_replica_collects_garbage_and_leaves_the_templates_objects_froz
     with local_cluster("gc", tmp_path) as conn:
         create_endpoint(conn, "gc", "doubles", gc_state)
         assert predict(conn, "gc", {"input": [1.0]})["output"] == "True:True"
+
+
+def templates_of(cluster_pid):
+    """The cluster's template processes, by the modules they preload."""
+    found = {}
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit() and parent_of(int(proc.name)) == cluster_pid:
+            try:
+                args = cmdline(int(proc.name)).split()
+            except OSError:
+                continue
+            if "clipper_deploy_core.replica.template" in args:
+                found[tuple(args[args.index("clipper_deploy_core.replica.template") + 1:])] = int(proc.name)
+    return found
+
+
+def test_templates_start_with_the_cluster_and_the_first_deploy_forks_from_them(tmp_path):
+    """The bare template and one per ``preload`` start as the cluster process starts, before its own imports, so
+    the first deploy forks a replica that needs no import: not numpy (which numeric inputs need), not the plugins'
+    entry points, not the preloaded framework."""
+    import toy_models
+
+    from clipper_deploy_core import deploy
+
+    cm = LocalContainerManager("early", 0, 0, 0, home=tmp_path, preload=["toy_models"])
+    conn = ClipperConnection(cm)
+    conn.start_clipper()
+    try:
+        templates = templates_of(cm.info["pid"])
+        assert set(templates) == {(), ("toy_models",)}
+        for pid in templates.values():  # numpy is imported in the template already
+            wait_until(lambda pid=pid: "_multiarray_umath" in Path(f"/proc/{pid}/maps").read_text(),
+                       what="the template to import numpy")
+        create_endpoint(conn, "bare", "doubles", lambda xs: [str(len(x)) for x in xs])
+        deploy(conn, toy_models.Polynomial([1.0, 2.0]), lambda m, xs: [str(m(x[0])) for x in xs], name="poly")
+        (bare,), (poly,) = ready(conn, "bare"), ready(conn, "poly")
+        assert parent_of(bare["pid"]) == templates[()]
+        assert parent_of(poly["pid"]) == templates[("toy_models",)]
+        assert predict(conn, "poly", {"input": [2.0]})["output"] == 5.0
+    finally:
+        conn.stop_all()
+
+
+def test_preload_takes_module_names_only(tmp_path):
+    for bad in ("torch", ["torch; rm -rf /"], ["-m"], [3]):
+        with pytest.raises(ClipperException, match="preload must be a list of module names"):
+            LocalContainerManager("bad", home=tmp_path, preload=bad)

@@ -2,7 +2,11 @@
 
 import sys
 
-from .process import main
-
 if __name__ == "__main__":  # not when a helper process started with "spawn" imports this module
-    sys.exit(main())
+    from .early_templates import start
+
+    early = start(sys.argv[1:])  # before the imports below, which take most of the start
+
+    from .process import main
+
+    sys.exit(main(early))

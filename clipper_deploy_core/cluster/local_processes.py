@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -11,10 +12,9 @@ from ..bundle import read_manifest, verify_bundle
 from ..envs import ensure_env
 from ..exceptions import ClipperException
 from ..frontend.state import Deployment
+from .early_templates import TEMPLATES_ENV
 from .replica_templates import ForkedReplica, TemplatePool
 from .supervisor import Replica, ReplicaRunner
-
-TEMPLATES_ENV = "CLIPPER_DEPLOY_REPLICA_TEMPLATES"  # "0": start every replica as a fresh process
 
 
 class ProcessRunner(ReplicaRunner):
@@ -24,6 +24,11 @@ class ProcessRunner(ReplicaRunner):
     def __init__(self, home: Path, env_root: Path | None) -> None:
         self.home, self.env_root = home, env_root
         self.templates = TemplatePool(home, home / "logs") if os.environ.get(TEMPLATES_ENV, "1") != "0" else None
+
+    async def adopt(self, started: dict[tuple[str, ...], subprocess.Popen[bytes]]) -> None:
+        """Keep the templates the cluster process started first thing (:mod:`.early_templates`)."""
+        if self.templates is not None:
+            await self.templates.adopt(sys.executable, started)
 
     async def prepare(self, d: Deployment) -> None:
         # A bundle is code: replicas load only bundles in this cluster's own store (where build_model copies
@@ -82,6 +87,5 @@ class ProcessRunner(ReplicaRunner):
         return True  # a local replica has no health check of its own: linked to the frontend is ready
 
     async def cleanup(self) -> None:
-        """Replica processes die with their cluster process (their link breaks); the templates are closed."""
-        if self.templates is not None:
-            await self.templates.close()
+        """Nothing to remove: a previous cluster process's replicas and templates ended with it (their link and
+        their stdin broke). The templates this process warmed are kept."""

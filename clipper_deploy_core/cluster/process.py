@@ -12,12 +12,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import importlib
 import json
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -35,6 +38,7 @@ from ..frontend.state import ClusterState
 from ..replica_auth import SECRET_ENV, load_or_create_secret
 from ..wire import EXTRA_FRONTENDS_ENV, MAX_FRAME_ENV, RPC_SOCKET_ENV, UNIX_PATH_MAX, frame_cap_for
 from .frontend_processes import FrontendProcesses
+from .local_processes import ProcessRunner
 from .query_port import query_app, start_ports, stop_ports
 from .query_worker import METRICS_DIR
 from .supervisor import ReplicaRunner, ReplicaSupervisor
@@ -43,8 +47,6 @@ DEFAULT_MAX_BODY = 16 * 1024 * 1024
 
 
 def _local_processes(args: argparse.Namespace, home: Path) -> tuple[ReplicaRunner, str]:
-    from .local_processes import ProcessRunner
-
     return ProcessRunner(home, Path(args.env_root) if args.env_root else None), "127.0.0.1"
 
 
@@ -73,9 +75,9 @@ def _unix_socket_path(home: Path) -> Path | None:
     return Path(tempfile.mkdtemp(prefix="clipper-deploy-")) / "rpc.sock"
 
 
-async def serve(args: argparse.Namespace) -> None:
+async def serve(args: argparse.Namespace, early: dict[tuple[str, ...], subprocess.Popen[bytes]]) -> None:
     """Run the cluster process until SIGTERM or SIGINT: ports, state, supervisor, replicas (or, with
-    ``--worker``, one of its query workers)."""
+    ``--worker``, one of its query workers). ``early``: the replica templates started before the imports."""
     if args.worker is not None:
         from .query_worker import serve_worker
 
@@ -84,8 +86,9 @@ async def serve(args: argparse.Namespace) -> None:
     os.umask(0o077)  # state, secret, token, logs and bundles hold code and data: this user's alone
     home.mkdir(parents=True, exist_ok=True)
     home.chmod(0o700)
-    # The query path encodes batches with numpy: import it now, not inside the first query's SLO (~0.25 s).
-    import numpy  # noqa: F401
+    # The query path encodes batches with numpy: import it (~0.25 s) before the first query, but beside the start
+    # rather than in it: start_clipper returns sooner, and the user's first deploy takes longer than the import.
+    threading.Thread(target=importlib.import_module, args=("numpy",), name="import-numpy", daemon=True).start()
 
     several = args.frontends > 1
     metrics_dir = home / METRICS_DIR
@@ -121,6 +124,8 @@ async def serve(args: argparse.Namespace) -> None:
         rpc_host = args.rpc_host
     else:
         runner, rpc_host = RUNNERS[args.replicas](args, home)
+        if isinstance(runner, ProcessRunner):
+            await runner.adopt(early)  # started before our imports; they warm while the user builds the model
         replica_env = {SECRET_ENV: secret, MAX_FRAME_ENV: str(max_frame)}
         supervisor = ReplicaSupervisor(state, home, runner, lambda: (rpc_host, rpc_port[0]), replica_env=replica_env)
         controller = supervisor
@@ -200,8 +205,8 @@ async def serve(args: argparse.Namespace) -> None:
     (home / "cluster.json").unlink(missing_ok=True)
 
 
-def main() -> int:
-    """The command line of ``python -m clipper_deploy_core.cluster``."""
+def main(early: dict[tuple[str, ...], subprocess.Popen[bytes]] | None = None) -> int:
+    """The command line of ``python -m clipper_deploy_core.cluster`` (``early``: see :mod:`.early_templates`)."""
     p = argparse.ArgumentParser(prog="python -m clipper_deploy_core.cluster")
     p.add_argument("--name", required=True)
     p.add_argument("--home", required=True)
@@ -217,6 +222,7 @@ def main() -> int:
                    help="frontend processes serving the query port (SO_REUSEPORT); replicas link to each")
     p.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)  # a query worker's index
     p.add_argument("--rpc-listen", default=None, help=argparse.SUPPRESS)  # where a query worker links replicas
+    p.add_argument("--preload", default="", help="comma-separated modules a local replica template imports at start")
     p.add_argument("--max-body", type=int, default=DEFAULT_MAX_BODY)
     p.add_argument("--cache-size", type=int, default=DEFAULT_CACHE_BYTES, help="prediction cache bytes (0: off)")
     p.add_argument("--max-batch-rows", type=int, default=DEFAULT_MAX_BATCH_ROWS, help="rows one query may hold")
@@ -233,9 +239,9 @@ def main() -> int:
     try:
         import uvloop
     except ImportError:  # uvloop is not built for every platform; the standard loop works, only slower
-        asyncio.run(serve(args))
+        asyncio.run(serve(args, early or {}))
     else:
-        uvloop.run(serve(args))
+        uvloop.run(serve(args, early or {}))
     return 0
 
 

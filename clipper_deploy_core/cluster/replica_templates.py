@@ -10,6 +10,7 @@ import collections
 import json
 import os
 import signal
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -105,6 +106,29 @@ class Template:
             await self.proc.wait()
 
 
+class _Adopted:
+    """A template started with ``subprocess.Popen`` before the event loop ran (:mod:`.early_templates`), with the
+    parts of ``asyncio.subprocess.Process`` a :class:`Template` uses."""
+
+    def __init__(self, popen: subprocess.Popen[bytes], stdin: asyncio.StreamWriter,
+                 stdout: asyncio.StreamReader) -> None:
+        self.popen, self.pid, self.stdin, self.stdout = popen, popen.pid, stdin, stdout
+
+    @classmethod
+    async def attach(cls, popen: subprocess.Popen[bytes]) -> _Adopted:
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader()
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), popen.stdout)
+        transport, protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, popen.stdin)
+        return cls(popen, asyncio.StreamWriter(transport, protocol, None, loop), reader)
+
+    async def wait(self) -> int:
+        return await asyncio.to_thread(self.popen.wait)
+
+    def kill(self) -> None:
+        self.popen.kill()
+
+
 class TemplatePool:
     """Templates by (interpreter, modules to preload), started on first use. A template that cannot start (a
     framework that fails to import) is not kept: the replica then starts as a fresh process and fails with its own
@@ -114,6 +138,12 @@ class TemplatePool:
         self.cwd, self.log_dir = cwd, log_dir
         self.templates: dict[tuple[str, tuple[str, ...]], Template] = {}
         self.lock = asyncio.Lock()
+
+    async def adopt(self, python: str, started: dict[tuple[str, ...], subprocess.Popen[bytes]]) -> None:
+        """Take over the templates :mod:`.early_templates` started (for ``python``), by module tuple."""
+        async with self.lock:
+            for modules, popen in started.items():
+                self.templates[(python, modules)] = Template(await _Adopted.attach(popen))  # type: ignore[arg-type]
 
     async def get(self, python: str, modules: tuple[str, ...]) -> Template | None:
         """The ready template for ``python`` with ``modules`` imported, started if need be; ``None`` if it cannot

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,14 @@ def _alive(pid: int) -> bool:
 
 
 TOKEN_FILE = "admin_token"
+MODULE_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+
+
+def check_preload(preload: Sequence[str]) -> list[str]:
+    """``preload``, checked: module names (``torch``, ``tensorflow.keras``)."""
+    if isinstance(preload, str) or not all(isinstance(m, str) and MODULE_NAME.fullmatch(m) for m in preload):
+        raise ClipperException(f"preload must be a list of module names, like ['torch'], got {preload!r}")
+    return list(preload)
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -57,6 +66,10 @@ class LocalContainerManager(AdminBackedManager):
     ``admin_token``) and kept in ``<home>/clusters/<name>/admin_token`` (0600), where ``connect()`` finds it.
     ``insecure_loopback_admin=True`` lets token-less admin mutations in from loopback, for Clipper's own
     ``clipper_admin`` client: any local process can then deploy code as this user.
+
+    ``frontends=N`` runs N frontend processes on the query port (about one per core the replicas leave free);
+    ``preload=["torch"]`` starts a replica template that imports those modules as the cluster starts, so the first
+    deploy of a model that needs them forks a replica instead of waiting for the import.
     """
 
     loads_bundles_locally = True  # replicas are child processes of the cluster, in this Python
@@ -66,7 +79,7 @@ class LocalContainerManager(AdminBackedManager):
                  query_host: str = "127.0.0.1", admin_host: str = "127.0.0.1",
                  max_request_bytes: int = 16 * 1024 * 1024, admin_token: str | None = None,
                  insecure_loopback_admin: bool = False, max_batch_rows: int = 10_000,
-                 cache_size: int | None = None, frontends: int = 1) -> None:
+                 cache_size: int | None = None, frontends: int = 1, preload: Sequence[str] = ()) -> None:
         self.cluster_name = validate_name(cluster_name, "cluster name")
         self.cluster_identifier = cluster_name
         self.ports = (clipper_query_port, clipper_management_port, clipper_rpc_port)
@@ -78,6 +91,7 @@ class LocalContainerManager(AdminBackedManager):
         self.max_batch_rows = max_batch_rows
         self.cache_size = cache_size  # start_clipper's default: Clipper takes it there, a harness may only set it here
         self.frontends = check_frontends(frontends)
+        self.preload = check_preload(preload)
         self.info: dict[str, Any] | None = None
 
     # --- cluster lifecycle --------------------------------------------------------------------
@@ -113,6 +127,7 @@ class LocalContainerManager(AdminBackedManager):
              "--home", str(self.dir), "--query-host", self.query_host, "--query-port", str(q), "--admin-host",
              self.admin_host, "--admin-port", str(a), "--rpc-port", str(r), "--max-body", str(self.max_request_bytes),
              "--max-batch-rows", str(self.max_batch_rows), *cache_args, "--frontends", str(self.frontends),
+             *(["--preload", ",".join(self.preload)] if self.preload else []),
              "--env-root", str(self.home), *(["--insecure-loopback-admin"] if self.insecure_loopback_admin else [])],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, env=env, cwd=str(self.dir))
         log.close()
