@@ -44,43 +44,63 @@ class Task:
 
 
 class ModelQueue:
-    """One model version's queue of tasks, from which its replicas pull batches."""
+    """One model version's queue of tasks, from which its replicas pull batches. An idle replica's loop waits on a
+    future of its own; a new task wakes one of them (not every idle replica, as an event would)."""
     def __init__(self, batch_size: int) -> None:
         self.tasks: collections.deque[Task] = collections.deque()
         self.batch_size = batch_size
-        self._nonempty = asyncio.Event()
+        self._idle: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    def _wake(self, n: int = 1) -> None:
+        while n and self._idle:
+            waiter = self._idle.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                n -= 1
 
     def put(self, task: Task) -> None:
         """Queue one task at the tail."""
         self.tasks.append(task)
-        self._nonempty.set()
+        self._wake()
 
     def requeue(self, tasks: list[Task]) -> None:
         """Put tasks back at the head of the queue, in their order (they were the oldest)."""
         self.tasks.extendleft(reversed(tasks))
-        if tasks:
-            self._nonempty.set()
+        self._wake(len(tasks))
 
-    async def get_batch(self, cap: int) -> list[Task]:
-        """Up to ``cap`` queued inputs, as soon as there is at least one: a batch never waits to fill."""
+    def _take(self, cap: int) -> list[Task]:
+        now = time.monotonic()
+        batch: list[Task] = []
+        # Queries whose SLO already passed have been answered with the default: never run them.
+        while self.tasks and len(batch) < cap:
+            t = self.tasks.popleft()
+            if not t.future.done() and t.deadline > now:
+                batch.append(t)
+        return batch
+
+    async def get_batch(self, cap: int, stop: asyncio.Future[None]) -> list[Task]:
+        """Up to ``cap`` queued inputs as soon as there is at least one (a batch never waits to fill); ``[]`` once
+        ``stop`` is done (the replica's link went, or it is being drained)."""
         while True:
-            await self._nonempty.wait()
-            now = time.monotonic()
-            # Queries whose SLO already passed have been answered with the default: never run them.
-            while self.tasks and (self.tasks[0].deadline <= now or self.tasks[0].future.done()):
-                self.tasks.popleft()
-            if not self.tasks:
-                self._nonempty.clear()
-                continue
-            batch: list[Task] = []
-            while self.tasks and len(batch) < cap:
-                t = self.tasks.popleft()
-                if not t.future.done() and t.deadline > now:
-                    batch.append(t)
-            if not self.tasks:
-                self._nonempty.clear()
+            if stop.done():
+                return []
+            batch = self._take(cap)
             if batch:
+                if self.tasks:
+                    self._wake()  # more than one batch's worth: another idle replica takes the rest
                 return batch
+            waiter = asyncio.get_running_loop().create_future()
+            self._idle.append(waiter)
+
+            def interrupt(_: object, waiter: asyncio.Future[None] = waiter) -> None:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+            stop.add_done_callback(interrupt)
+            try:
+                await waiter
+            finally:
+                stop.remove_done_callback(interrupt)
 
 
 class Dispatcher:
@@ -98,13 +118,13 @@ class Dispatcher:
         self.on_replica_ready = on_replica_ready
         self.on_replica_gone = on_replica_gone
         self._ids = itertools.count(1)
-        self._drain: dict[tuple[Key, int], asyncio.Event] = {}
+        self._drain: dict[tuple[Key, int], asyncio.Future[None]] = {}  # done: send this replica nothing more
 
     def drain(self, name: str, version: str, replica_id: int) -> None:
         """Send this replica no new batch; once its batch in flight is answered, hang up (it then exits)."""
-        event = self._drain.get(((name, version), replica_id))
-        if event is not None:
-            event.set()
+        stop = self._drain.get(((name, version), replica_id))
+        if stop is not None and not stop.done():
+            stop.set_result(None)
 
     def queue(self, key: Key, batch_size: int) -> ModelQueue:
         """The queue of model version ``key`` (created on first use), with its current ``batch_size``."""
@@ -154,7 +174,8 @@ class Dispatcher:
         if self.on_replica_ready:
             self.on_replica_ready(key[0], key[1], rid, pid)
         inflight: list[Task] = []
-        stop = self._drain[(key, rid)] = asyncio.Event()
+        stop: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._drain[(key, rid)] = stop
         try:
             await self._serve(key, rid, reader, writer, inflight, stop)
         except (asyncio.IncompleteReadError, ConnectionError, OSError):
@@ -179,23 +200,31 @@ class Dispatcher:
                 self.on_replica_gone(key[0], key[1], rid)
 
     async def _serve(self, key: Key, rid: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                     inflight: list[Task], stop: asyncio.Event) -> None:
-        replies: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+                     inflight: list[Task], stop: asyncio.Future[None]) -> None:
+        loop = asyncio.get_running_loop()
+        reply: asyncio.Future[dict[str, Any] | None] | None = None
+        lost = False
 
         async def read_loop() -> None:
             # Reads all the time, so a replica that dies while idle is noticed at once.
+            nonlocal lost
             try:
                 while True:
                     msg = (await wire.read_frame(reader, self.max_frame))[0]
                     if msg.get("type") == "bye":  # the replica is leaving: drain it like a scale-down would
-                        stop.set()
-                        continue
-                    await replies.put(msg)
+                        if not stop.done():
+                            stop.set_result(None)
+                    elif reply is not None and not reply.done():
+                        reply.set_result(msg)
             except (asyncio.IncompleteReadError, ConnectionError, OSError, ValueError):
-                await replies.put(None)
+                pass
+            lost = True
+            if reply is not None and not reply.done():
+                reply.set_result(None)
+            if not stop.done():
+                stop.set_result(None)
 
         reading = asyncio.create_task(read_loop())
-        stopping = asyncio.create_task(stop.wait())
         queue = self.queues.get(key) or self.queue(key, -1)
         policy = policy_for(queue.batch_size)
         cap_gauge = self.metrics.batch_size_limit.labels(key[0], key[1], str(rid))
@@ -204,32 +233,26 @@ class Dispatcher:
                 if queue.batch_size != (policy.cap if isinstance(policy, FixedCap) else -1):
                     policy = policy_for(queue.batch_size)  # the version was re-registered with another batch_size
                 cap_gauge.set(policy.cap)
-                get = asyncio.ensure_future(queue.get_batch(policy.cap))
-                await asyncio.wait({get, reading, stopping}, return_when=asyncio.FIRST_COMPLETED)
-                if stopping.done():  # drained: nothing in flight, the replica exits when we hang up
-                    if get.done():
-                        queue.requeue(get.result())  # taken in the same turn: back to the head, for another replica
-                    get.cancel()
-                    return
-                if not get.done():
-                    get.cancel()
-                    raise ConnectionError("replica connection closed")
-                batch = get.result()
+                batch = await queue.get_batch(policy.cap, stop)
+                if not batch:
+                    if lost:
+                        raise ConnectionError("replica connection closed")
+                    return  # drained: nothing in flight, the replica exits when we hang up
                 inflight[:] = batch
                 msg_id = next(self._ids)
                 started = time.monotonic()
+                reply = loop.create_future()
                 writer.write(wire.encode_batch(msg_id, [t.input for t in batch]))
                 await writer.drain()
-                reply = await replies.get()
-                if reply is None:
+                answer = await reply
+                if answer is None:
                     raise ConnectionError("replica connection closed")
                 latency = time.monotonic() - started
                 policy.observe(len(batch), latency, min(t.slo for t in batch))
-                self._resolve(key, batch, reply, latency)
+                self._resolve(key, batch, answer, latency)
                 inflight.clear()
         finally:
             reading.cancel()
-            stopping.cancel()
             self.metrics.unlabel(self.metrics.batch_size_limit, key[0], key[1], str(rid))
 
     def _resolve(self, key: Key, batch: list[Task], reply: dict[str, Any], latency: float) -> None:
