@@ -151,6 +151,8 @@ def to_batch(input_type: str, inputs: Sequence[Any]) -> Any:
         import numpy as np
 
         dtype = NUMPY_DTYPES[input_type]
+        if len(inputs) == 1:  # one query (the single-client case): a 1-row view, no copy of what was just parsed
+            return np.asarray(inputs[0], dtype=dtype)[np.newaxis]
         if len({len(x) for x in inputs}) == 1:
             return np.stack([np.asarray(x, dtype=dtype) for x in inputs])
         return [np.asarray(x, dtype=dtype) for x in inputs]

@@ -63,3 +63,16 @@ def test_a_model_error_fails_every_batch_of_the_call_and_a_single_frame_is_uncha
     assert all("ValueError: too many" in r["message"] for r in both)
     assert handle(bundle, *frame(3, [np.array([1.0])]))["outputs"] == ["1"]
     assert handle(bundle, {"type": "bye", "id": 0}, bytearray()) is None  # a frame that wants no reply
+
+
+def test_a_frame_of_unparsed_bodies_only_is_cut_without_arrays_and_one_query_is_a_one_row_batch(tmp_path):
+    def shapes(batch):
+        return [f"{batch.shape[0]}x{batch.shape[1]}:{row.dtype}" for row in batch]
+
+    bundle = loaded(tmp_path, "doubles", shapes)
+    (one,) = handle_together(bundle, [frame(1, [wire.RawQuery(b'{"input": [1, 2, 3]}')])])
+    assert one["outputs"] == ["1x3:float64"]
+    bodies = [wire.RawQuery(b) for b in (b'{"input": [1, 2]}', b'{"input": "no"}', b'{"input": [3, 4]}')]
+    (three,) = handle_together(bundle, [frame(2, bodies)])
+    assert three["outputs"][0] == three["outputs"][2] == "2x2:float64"
+    assert three["outputs"][1] is None and "1" in three["invalid"]
