@@ -41,10 +41,12 @@ def _conn(args: argparse.Namespace) -> Any:
                "insecure_loopback_admin": getattr(args, "insecure_loopback_admin", False)}
     if getattr(args, "frontends", 1) != 1:
         offered["frontends"] = args.frontends
+    if getattr(args, "preload", None):
+        offered["preload"] = args.preload.split(",")
     if name == "docker":
         offered.update(network_mode=args.network_mode, docker_network=args.docker_network)
     params = inspect.signature(cls).parameters
-    for option in ("insecure_loopback_admin", "frontends"):
+    for option in ("insecure_loopback_admin", "frontends", "preload"):
         if offered.get(option, False) and option not in params:
             raise SystemExit(f"error: the {name} manager has no --{option.replace('_', '-')}")
     return ClipperConnection(cls(args.cluster, **{k: v for k, v in offered.items() if k in params}))
@@ -346,6 +348,9 @@ def build_parser() -> argparse.ArgumentParser:
                 p.add_argument(flag, type=int, default=default, help=f"0 picks a free port (default {default})")
             p.add_argument("--frontends", type=int, default=1,
                            help="frontend processes serving the query port, about one per core to spare (default 1)")
+            p.add_argument("--preload", default="", metavar="MODULES",
+                           help="comma-separated modules (e.g. torch) a replica template imports as the cluster "
+                                "starts, so the first deploy that needs them skips the import (local manager)")
             p.add_argument("--insecure-loopback-admin", action="store_true",
                            help="accept admin mutations without the token from loopback, for Clipper's own "
                                 "clipper_admin client (any local process can then deploy code as you)")

@@ -70,6 +70,19 @@ def unix_links(pid):
     return len(held)
 
 
+def templates():
+    """The command lines (split) of the replica templates running on this machine."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            args = (proc / "cmdline").read_bytes() if proc.name.isdigit() else b""
+        except OSError:
+            continue  # ended meanwhile
+        if b"clipper_deploy_core.replica.template" in args:
+            found.append(args.split(b"\0"))
+    return found
+
+
 def running(pid):
     """Whether ``pid`` runs (a zombie waiting for a parent that is gone does not)."""
     try:
@@ -218,13 +231,14 @@ def test_the_command_line_starts_several_frontends_and_refuses_a_manager_without
         return subprocess.run([sys.executable, "-m", "clipper_deploy_core.cli", *args], capture_output=True,
                               text=True, env={**os.environ, "CLIPPER_DEPLOY_HOME": str(home)}, timeout=120)
 
-    started = cli("start", "--cluster", "fecli", "--frontends", "3", "--query-port", "0", "--admin-port", "0",
-                  "--rpc-port", "0")
+    started = cli("start", "--cluster", "fecli", "--frontends", "3", "--preload", "decimal,fractions",
+                  "--query-port", "0", "--admin-port", "0", "--rpc-port", "0")
     assert started.returncode == 0, started.stderr
     try:
         conn = ClipperConnection(LocalContainerManager("fecli", home=home))
         conn.connect()
         assert len(conn.cm.info["frontend_pids"]) == 3
+        assert [b"decimal", b"fractions", b""] in [t[-3:] for t in templates()]  # --preload reached the cluster
         create_endpoint(conn, "three", "doubles", lambda xs: [str(len(x)) for x in xs])
         (rep,) = replicas(conn, "three")
         assert unix_links(rep["pid"]) == 3
