@@ -79,11 +79,11 @@ def decode_batch(msg: dict[str, Any], payload: bytearray) -> tuple[Any, int, lis
 
     kinds, lengths = msg["kinds"], msg["lengths"]
     if not lengths:  # unparsed bodies only (what single queries send): no array to cut, no numpy
-        bodies, start = [], 0
+        cut, start = [], 0
         for size in msg["raw_lengths"]:
-            bodies.append(bytes(payload[start:start + size]))
+            cut.append(bytes(payload[start:start + size]))
             start += size
-        return bodies, len(bodies), list(range(len(bodies)))
+        return cut, len(cut), list(range(len(cut)))
     n_array = sum(lengths) * (np.dtype(msg["dtype"]).itemsize if msg["dtype"] else 0)
     # A bytearray payload keeps these views writable, so frameworks can wrap them without a copy.
     flat = np.frombuffer(payload, dtype=msg["dtype"] or "u1", count=sum(lengths))
