@@ -17,7 +17,9 @@ from prometheus_client.registry import CollectorRegistry
 
 from clipper_deploy_core import ClipperConnection, ClipperException, LocalContainerManager
 from clipper_deploy_core.deployers.python import create_endpoint, deploy_python_closure
-from clipper_deploy_core.testing import local_cluster, predict, wait_until
+from clipper_deploy_core.testing import local_cluster, predict, query, wait_until
+
+from .test_replica_templates import socket_inodes, unix_inodes
 
 
 @pytest.fixture()
@@ -29,13 +31,7 @@ def home():
 
 
 def post(conn, app, body):
-    req = urllib.request.Request(f"http://{conn.get_query_addr()}/{app}/predict", data=json.dumps(body).encode(),
-                                 headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=30) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
+    return query(conn, app, body, timeout=30)
 
 
 def metric_lines(conn, prefix):
@@ -58,16 +54,7 @@ def served_by(conn, pid, app):
 
 def unix_links(pid):
     """How many Unix sockets process ``pid`` holds (a local replica's links to frontends)."""
-    unix = {line.split()[6] for line in Path("/proc/net/unix").read_text().splitlines()[1:]}
-    held = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        try:
-            target = os.readlink(fd)
-        except OSError:
-            continue
-        if target.startswith("socket:[") and target[8:-1] in unix:
-            held.add(target[8:-1])
-    return len(held)
+    return len(socket_inodes(pid) & unix_inodes())
 
 
 def templates():
