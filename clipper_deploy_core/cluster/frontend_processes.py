@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import json
 import os
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -101,8 +102,8 @@ class FrontendProcesses:
             try:
                 await self._spawn(index)
                 backoff = RESTART_BACKOFF_S[0]
-            except ClipperException as e:
-                print(str(e), flush=True)
+            except (ClipperException, OSError) as e:  # cannot start now (a full disk, no memory): try again later
+                print(f"query worker {index} could not restart: {e}", flush=True)
                 await asyncio.sleep(backoff)  # back off between restarts of a worker that cannot start
                 backoff = min(backoff * 2, RESTART_BACKOFF_S[1])
 
@@ -115,14 +116,17 @@ class FrontendProcesses:
         for the workers, until cancelled."""
         path, last = self.home / REPLICA_VIEW, ""
         while True:
-            failures = {f"{d.name}:{d.version}": why for d in state.deployments()
-                        if (why := controller.failure(d.name, d.version))}
-            text = json.dumps({"replicas": controller.replicas(), "failures": failures}, default=str)
-            if text != last:
-                tmp = path.with_suffix(".tmp")
-                tmp.write_text(text)
-                tmp.replace(path)
-                last = text
+            try:
+                failures = {f"{d.name}:{d.version}": why for d in state.deployments()
+                            if (why := controller.failure(d.name, d.version))}
+                text = json.dumps({"replicas": controller.replicas(), "failures": failures}, default=str)
+                if text != last:
+                    tmp = path.with_suffix(".tmp")
+                    tmp.write_text(text)
+                    tmp.replace(path)
+                    last = text
+            except (OSError, sqlite3.Error) as e:  # a full disk or a busy database: the next round tries again
+                print(f"could not publish the replica view: {e}", flush=True)
             await asyncio.sleep(VIEW_INTERVAL_S)
 
     async def stop(self) -> None:
