@@ -76,3 +76,47 @@ def test_a_frame_of_unparsed_bodies_only_is_cut_without_arrays_and_one_query_is_
     (three,) = handle_together(bundle, [frame(2, bodies)])
     assert three["outputs"][0] == three["outputs"][2] == "2x2:float64"
     assert three["outputs"][1] is None and "1" in three["invalid"]
+
+
+def test_a_replica_waits_for_the_frontend_it_just_answered_so_their_batches_merge(tmp_path, monkeypatch):
+    """After a round that answered both links, the replica waits up to a fifth of its last call (capped by
+    CLIPPER_DEPLOY_MERGE_WAIT_MS) for the other link's next batch: one that comes 10 ms later joins the call."""
+    import socket
+    import threading
+
+    from clipper_deploy_core.replica.links import serve_links
+
+    def slow(batch):  # each answer says how large the call's batch was
+        import time
+
+        time.sleep(0.5)
+        return [str(len(batch))] * len(batch)
+
+    bundle = loaded(tmp_path, "doubles", slow)
+    (fa, ra), (fb, rb) = socket.socketpair(), socket.socketpair()
+
+    def send(sock, msg_id):
+        sock.sendall(wire.encode_batch(msg_id, [np.array([1.0])]))
+
+    def reply(sock):
+        msg, _ = wire.recv_frame(sock)
+        return msg["outputs"]
+
+    monkeypatch.setenv("CLIPPER_DEPLOY_MERGE_WAIT_MS", "5000")
+    send(fa, 1)  # both waiting before the replica looks: the first round answers both, as one call
+    send(fb, 2)
+    serving = threading.Thread(target=serve_links, args=(bundle, ra, ["b"], {"b": rb}, None, wire.DEFAULT_MAX_FRAME),
+                               daemon=True)
+    serving.start()
+    assert (reply(fa), reply(fb)) == (["2"], ["2"])
+    send(fa, 3)
+    # b's next batch is sent 10 ms after a's: the delay is the input under test (a late frontend), within the
+    # 100 ms the replica waits; nothing here waits for a result
+    threading.Event().wait(0.01)
+    send(fb, 4)
+    assert (reply(fa), reply(fb)) == (["2"], ["2"])
+    fa.close()  # the cluster process hangs up: the replica says bye to b, answers nothing more, and returns
+    assert wire.recv_frame(fb)[0]["type"] == "bye"
+    fb.close()
+    serving.join(timeout=30)
+    assert not serving.is_alive()

@@ -11,6 +11,7 @@ frontend (restarted by the cluster process) is retried every half second.
 
 from __future__ import annotations
 
+import os
 import selectors
 import socket
 import time
@@ -21,11 +22,12 @@ from .. import wire
 from .batches import Frame, handle_together
 
 RETRY_S = 0.5
-BYE_GRACE_S = 30.0
-# How long a round waits for the other frontends' next batches: a share of the last predict call, at most 1 ms.
+BYE_GRACE_S = 30.0  # how long the others get to hang up after bye: their batches in flight are answered first
+# How long a round waits for the other frontends' next batches: a share of the last predict call, at most
+# CLIPPER_DEPLOY_MERGE_WAIT_MS (1 ms by default; more for a model whose batches gain more than they wait).
 # Merged, the model sees the batch one frontend would have sent, for at most this share more latency.
 LINGER_SHARE = 0.2
-LINGER_MAX_S = 0.001  # how long the others get to hang up after bye: their batches in flight are answered first
+MERGE_WAIT_ENV = "CLIPPER_DEPLOY_MERGE_WAIT_MS"
 
 
 def open_address(address: str, timeout: float = 5.0) -> socket.socket:
@@ -62,6 +64,12 @@ def serve_links(loaded: Any, first: socket.socket, extras: list[str], others: di
                 greet: Callable[[socket.socket], socket.socket], max_frame: int) -> None:
     """Serve the cluster process's link ``first`` and a link to each of ``extras`` (``others``: those made
     already) until the cluster process hangs up and the others have followed (or ``BYE_GRACE_S`` passed)."""
+    try:
+        merge_wait = float(os.environ.get(MERGE_WAIT_ENV, "1")) / 1000
+    except ValueError:
+        print(f"replica: {MERGE_WAIT_ENV}={os.environ[MERGE_WAIT_ENV]!r} is not a number of milliseconds; "
+              f"using 1", flush=True)
+        merge_wait = 0.001
     sel = selectors.DefaultSelector()
     links: dict[str, socket.socket] = {"": first, **others}  # "" is the cluster process
     for addr, sock in links.items():
@@ -121,7 +129,7 @@ def serve_links(loaded: Any, first: socket.socket, extras: list[str], others: di
             continue
         # Under load every frontend sends its next batch as soon as it has our reply, but not at the same instant:
         # give the ones answered last round a moment (a fraction of a predict call) so their batches join this one.
-        linger_until = time.monotonic() + min(LINGER_MAX_S, LINGER_SHARE * last_call)
+        linger_until = time.monotonic() + min(merge_wait, LINGER_SHARE * last_call)
         while answered & links.keys() - set(senders) and time.monotonic() < linger_until:
             receive(max(0.0, linger_until - time.monotonic()), frames, senders)
         started = time.monotonic()
