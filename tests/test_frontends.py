@@ -242,3 +242,14 @@ def test_query_workers_exit_when_the_cluster_process_is_killed(home):
         primary, worker = conn.cm.info["frontend_pids"]
         os.kill(primary, signal.SIGKILL)
         wait_until(lambda: not running(worker), what="the query worker to exit with its cluster process")
+
+
+def test_the_cluster_process_runs_several_frontends_with_local_replicas_only(home):
+    import subprocess
+    import sys
+
+    for mode, why in (("docker", "local replicas only"), ("kubernetes", "scale the frontend Deployment")):
+        out = subprocess.run([sys.executable, "-m", "clipper_deploy_core.cluster", "--name", "x", "--home",
+                              str(home / mode), "--replicas", mode, "--frontends", "2"], capture_output=True,
+                             text=True, timeout=60)
+        assert out.returncode == 2 and why in out.stderr, out.stderr

@@ -236,6 +236,8 @@ def main(early: dict[tuple[str, ...], subprocess.Popen[bytes]] | None = None) ->
         p.error("--frontends must be at least 1")
     if args.frontends > 1 and args.replicas == "kubernetes":
         p.error("--frontends: on Kubernetes, scale the frontend Deployment instead (every pod is a frontend)")
+    if args.frontends > 1 and args.replicas != "local":
+        p.error("--frontends: several frontend processes run with local replicas only, for now")
     try:
         import uvloop
     except ImportError:  # uvloop is not built for every platform; the standard loop works, only slower

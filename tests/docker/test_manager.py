@@ -387,27 +387,3 @@ def test_the_docker_manager_passes_the_conformance_kit(docker_client, core_image
                                                       extra_container_kwargs={"labels": TEST_LABEL}),
                   cluster_name="dconf")
 
-
-def test_two_frontends_in_the_frontend_container_share_its_port_and_the_replica_containers(docker_client,
-                                                                                            core_image):
-    cm = DockerContainerManager("dfe", clipper_query_port=0, clipper_management_port=0, frontends=2,
-                                docker_network="clipper-deploy-test-net", extra_container_kwargs={"labels": TEST_LABEL})
-    c = ClipperConnection(cm)
-    c.start_clipper()
-    try:
-        create_endpoint(c, "dfe", "doubles", lambda xs: [str(sum(x)) for x in xs], num_replicas=2)
-        for i in range(40):
-            status, reply = query(c, "dfe", {"input": [1.0, float(i)]})
-            assert status == 200 and reply["output"] == 1 + i and not reply["default"], reply
-        (frontend,) = containers(docker_client, "dfe", "frontend")
-        info = json.loads(frontend.exec_run(["cat", "/state/cluster.json"]).output)
-        assert info["frontends"] == 2 and len(info["frontend_pids"]) == 2
-        # both processes answered some of the 40 (each writes its own counter file), and /metrics sums them
-        files = frontend.exec_run(["ls", "/state/metrics"]).output.decode().split()
-        assert {f"counter_{pid}.db" for pid in info["frontend_pids"]} <= set(files)
-        metrics = urllib.request.urlopen(f"http://{c.get_query_addr()}/metrics", timeout=30).read().decode()
-        assert 'clipper_app_requests_total{app="dfe"} 40.0' in metrics
-        # answers from both processes: each replica container linked to the worker's TCP listener too
-        assert 'clipper_model_live_replicas{model="dfe",version="1"} 2.0' in metrics
-    finally:
-        c.stop_all()
