@@ -71,12 +71,11 @@ class FrontendProcesses:
                 raise ClipperException(f"Query worker {index} did not start (exit code {proc.returncode}):\n"
                                        f"{log_path.read_text(errors='replace')[-4000:]}")
             await asyncio.sleep(0.02)
-        kind, _, where = str(info["rpc"]).partition(":")
-        if kind == "tcp":
-            port = where.rpartition(":")[2]
-            self.listen[index] = f"tcp:{where.rpartition(':')[0]}:{port}"  # a restart takes the same port
-            return f"tcp:{self.replica_host}:{port}"
-        return str(info["rpc"])
+        address = str(info["rpc"])
+        if address.startswith("tcp:"):
+            self.listen[index] = address  # the port it bound: a restart takes the same one
+            return f"tcp:{self.replica_host}:{address.rpartition(':')[2]}"
+        return address
 
     async def start(self, listen: list[str]) -> list[str]:
         """Start a worker per entry of ``listen`` (``unix:/path`` or ``tcp:host:port``, port 0 for any) in parallel;

@@ -1,8 +1,9 @@
-"""A local or Docker replica's links when its cluster runs several frontend processes.
+"""A local replica's links when its cluster runs several frontend processes.
 
-The replica links to the cluster process first (``CLIPPER_IP``/``CLIPPER_PORT`` or ``CLIPPER_RPC_SOCKET``), then to
-every address in ``CLIPPER_EXTRA_FRONTENDS`` (``unix:/path`` or ``tcp:host:port``, comma-separated), and answers
-whichever sends a batch. Batches that wait together run as one predict call (:func:`.batches.handle_together`).
+The replica links to every address in ``CLIPPER_EXTRA_FRONTENDS`` (``unix:/path`` or ``tcp:host:port``,
+comma-separated), then to the cluster process (``CLIPPER_IP``/``CLIPPER_PORT`` or ``CLIPPER_RPC_SOCKET``), which then
+counts it ready, and answers whichever sends a batch. Batches that wait together run as one predict call
+(:func:`.batches.handle_together`).
 
 The cluster process is the one that supervises: when it hangs up (a drain, a scale-down, a stop), the replica says
 ``bye`` to the others, answers what they already sent until they hang up too, and exits. A lost link to another
