@@ -253,3 +253,15 @@ def test_the_cluster_process_runs_several_frontends_with_local_replicas_only(hom
                               str(home / mode), "--replicas", mode, "--frontends", "2"], capture_output=True,
                              text=True, timeout=60)
         assert out.returncode == 2 and why in out.stderr, out.stderr
+
+
+def test_the_cache_hit_ratio_is_computed_from_every_frontends_counts(home):
+    with local_cluster("fe", home, frontends=2) as conn:  # the prediction cache on (each frontend has its own)
+        create_endpoint(conn, "cached", "doubles", lambda xs: [str(len(x)) for x in xs])
+        for _ in range(40):
+            assert predict(conn, "cached", {"input": [1.0, 2.0]})["output"] == 2
+        lines = metric_lines(conn, "clipper_model_cache")
+        lookups = lines['clipper_model_cache_lookups_total{model="cached",version="1"}']
+        hits = lines['clipper_model_cache_hits_total{model="cached",version="1"}']
+        assert lookups == 40 and 38 <= hits <= 39  # one miss per frontend that was reached
+        assert lines['clipper_model_cache_hit_ratio{model="cached",version="1"}'] == hits / lookups

@@ -70,12 +70,11 @@ class Metrics:
                                   ["model", "version"], registry=r)
         # What a scrape renders: this registry, or in multiprocess mode every process's files.
         self.exposed = r
-        if shared_dir is not None:
-            from prometheus_client.multiprocess import MultiProcessCollector
-
+        if shared_dir is None:
+            r.register(_CacheHitRatio(self._cache_counts))
+        else:
             self.exposed = CollectorRegistry()
-            MultiProcessCollector(self.exposed, path=str(shared_dir))  # type: ignore[no-untyped-call]
-        self.exposed.register(_CacheHitRatio(self._cache_counts))
+            self.exposed.register(_SummedWithHitRatio(shared_dir))
         self.app_model_queries = Counter("clipper_app_model_queries", "Inputs each linked model answered, per app "
                                          "(apps under a selection policy)", ["app", "model"], registry=r)
         self._app_models: dict[tuple[str, str], Any] = {}
@@ -120,16 +119,8 @@ class Metrics:
             gauge.labels(*labels).set(0)
 
     def _cache_counts(self) -> Iterator[Any]:
-        if self.shared_dir is None:
-            yield from self.cache_lookups.collect()
-            yield from self.cache_hits.collect()
-            return
-        from prometheus_client.multiprocess import MultiProcessCollector
-
-        collector = MultiProcessCollector(None, path=str(self.shared_dir))  # type: ignore[no-untyped-call]
-        for family in collector.collect():  # type: ignore[no-untyped-call]
-            if family.name in ("clipper_model_cache_lookups", "clipper_model_cache_hits"):
-                yield family
+        yield from self.cache_lookups.collect()
+        yield from self.cache_hits.collect()
 
     def render(self) -> bytes:
         """The Prometheus text exposition for ``GET /metrics``."""
@@ -164,9 +155,27 @@ class _ReplicaStates:
         yield family
 
 
+class _SummedWithHitRatio:
+    """Multiprocess mode: every frontend process's series, read from the shared files once per scrape, and the cache
+    hit ratio computed from those same families."""
+
+    def __init__(self, shared_dir: Path) -> None:
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        self.summed = MultiProcessCollector(None, path=str(shared_dir))  # type: ignore[no-untyped-call]
+
+    def describe(self) -> list[Any]:
+        return []  # collected only at scrape time
+
+    def collect(self) -> Iterator[Any]:
+        families = list(self.summed.collect())  # type: ignore[no-untyped-call]
+        yield from families
+        yield from _CacheHitRatio(lambda: families).collect()
+
+
 class _CacheHitRatio:
     """``clipper_model_cache_hit_ratio{model, version}``: hits / lookups so far, at every scrape (Clipper's
-    per-model ``cache_hit_ratio``), from the lookup and hit counter families ``counts`` yields."""
+    per-model ``cache_hit_ratio``), from the lookup and hit counter families among those ``counts`` yields."""
 
     def __init__(self, counts: Callable[[], Iterable[Any]]) -> None:
         self.counts = counts
@@ -180,6 +189,8 @@ class _CacheHitRatio:
         totals: dict[str, dict[tuple[str, str], float]] = {"clipper_model_cache_lookups": {},
                                                             "clipper_model_cache_hits": {}}
         for family in self.counts():
+            if family.name not in totals:
+                continue
             for s in family.samples:
                 if s.name.endswith("_total"):
                     key = (s.labels["model"], s.labels["version"])
