@@ -15,6 +15,11 @@ import sys
 TEMPLATES_ENV = "CLIPPER_DEPLOY_REPLICA_TEMPLATES"  # "0": replicas start as fresh processes
 
 
+def template_command(python: str, modules: tuple[str, ...]) -> list[str]:
+    """The command line of a template for ``python`` that imports ``modules`` (see replica.template)."""
+    return [python, "-m", "clipper_deploy_core.replica.template", *modules]
+
+
 def _option(argv: list[str], name: str, default: str) -> str:
     return argv[argv.index(name) + 1] if name in argv[:-1] else default
 
@@ -34,6 +39,6 @@ def start(argv: list[str]) -> dict[tuple[str, ...], subprocess.Popen[bytes]]:
     for modules in {(), preload}:
         with open(os.path.join(home, "logs", "template.log"), "ab") as log:
             started[modules] = subprocess.Popen(
-                [sys.executable, "-m", "clipper_deploy_core.replica.template", *modules], stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE, stderr=log, cwd=home, close_fds=True)
+                template_command(sys.executable, modules), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
+                cwd=home, close_fds=True)
     return started

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..exceptions import ClipperException
+from .early_templates import template_command
 
 
 @dataclass
@@ -155,8 +156,8 @@ class TemplatePool:
                 self.log_dir.mkdir(parents=True, exist_ok=True)
                 with open(self.log_dir / "template.log", "ab") as log:
                     proc = await asyncio.create_subprocess_exec(
-                        python, "-m", "clipper_deploy_core.replica.template", *modules,
-                        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=log, cwd=str(self.cwd))
+                        *template_command(python, modules), stdin=asyncio.subprocess.PIPE,
+                        stdout=asyncio.subprocess.PIPE, stderr=log, cwd=str(self.cwd))
                 template = self.templates[key] = Template(proc)
         if not await asyncio.shield(template.ready):
             return None
