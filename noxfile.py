@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import nox
@@ -32,17 +34,43 @@ TORCH_CPU_INDEX = os.environ.get("CLIPPER_DEPLOY_TORCH_INDEX", "https://download
 HAS_LOCAL_TORCH = any(next(Path(d).glob("torch-*.whl"), None) for d in FIND_LINKS)
 CORE = ["-e", ".[test]"]
 PYTEST = ["pytest", "-p", "no:cacheprovider"]
+# Frameworks published only as an sdist. uv keeps no reusable build of pyspark's (its 400 MB of jars are unpacked and
+# built again, twice, in every session that installs it: about 2 GB of cache each time, which once filled a CI
+# machine's disk), so each is built into a wheel once per checkout, here, where every install looks first.
+SDIST_ONLY = {"pyspark"}
+WHEELHOUSE = ROOT / ".nox" / "wheelhouse"
 
 
 def _install(session: nox.Session, *args: str, torch: bool = False) -> None:
     """``torch=True`` for sessions that install torch: only they look at PyTorch's index (set
     CLIPPER_DEPLOY_TORCH_INDEX to "" to use the package index alone)."""
     extra: list[str] = []
-    for d in FIND_LINKS:
+    for d in [*FIND_LINKS, *([str(WHEELHOUSE)] if WHEELHOUSE.is_dir() else [])]:
         extra += ["--find-links", d]
     if torch and not HAS_LOCAL_TORCH and TORCH_CPU_INDEX:
         extra += ["--extra-index-url", TORCH_CPU_INDEX, "--index-strategy", "unsafe-best-match"]
     session.install(*extra, *args)
+
+
+def _build_sdist_only(session: nox.Session, plugin_dir: Path) -> None:
+    """Build a wheel of each ``SDIST_ONLY`` framework the plugin's ``framework`` extra names into WHEELHOUSE, unless
+    one there already satisfies it. pip builds it, from the interpreter running nox (uv has no command that builds a
+    wheel from an index); without pip there, uv builds the sdist as before."""
+    import importlib.util
+
+    import tomllib
+    from packaging.requirements import Requirement
+    from packaging.utils import parse_wheel_filename
+
+    project = tomllib.loads((plugin_dir / "pyproject.toml").read_text())["project"]
+    for req in map(Requirement, project["optional-dependencies"]["framework"]):
+        built = [parse_wheel_filename(w.name)[1] for w in WHEELHOUSE.glob(f"{req.name}-*.whl")]
+        if req.name in SDIST_ONLY and not any(req.specifier.contains(v) for v in built):
+            if importlib.util.find_spec("pip") is None:
+                return
+            session.log(f"building a wheel of {req} into {WHEELHOUSE}")
+            subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-cache-dir", "--no-deps",
+                            "--disable-pip-version-check", str(req), "-w", str(WHEELHOUSE)], check=True)
 
 
 def _scratch_env(session: nox.Session) -> dict[str, str]:
@@ -102,6 +130,7 @@ def lint(session: nox.Session) -> None:
 def plugin(session: nox.Session, plugin: str) -> None:
     """One plugin with its framework, against the core in this checkout."""
     d = ROOT / "plugins" / f"clipper-deploy-{plugin}"
+    _build_sdist_only(session, d)
     _install(session, *CORE, "-e", f"{d}[framework,test]", torch=True)
     session.run(*PYTEST, str(d / "tests"), *session.posargs, env=_scratch_env(session))
 
@@ -143,6 +172,7 @@ def all_plugins(session: nox.Session) -> None:
     args = [*CORE, "-e", "tests/toy_plugin"]
     for p, d in zip(PLUGINS, PLUGIN_DIRS, strict=True):
         if p not in ISOLATED:
+            _build_sdist_only(session, d)
             args += ["-e", f"{d}[framework]"]
     _install(session, *args, torch=True)
     session.run("uv", "pip", "check", "--python", str(Path(session.bin) / "python"), external=True)
