@@ -32,7 +32,7 @@ if wants docker && [ -z "${DOCKER_HOST:-}" ] && ! { command -v docker >/dev/null
     engine_state=$(mktemp -d /tmp/clipper-test-docker.XXXXXX)
     trap 'bash scripts/docker-engine.sh stop "$engine_state"; rm -rf "$engine_state"' EXIT
     DOCKER_HOST=$(bash scripts/docker-engine.sh start "$engine_state")
-    export DOCKER_HOST
+    export DOCKER_HOST CLIPPER_DEPLOY_PRIVATE_ENGINE=1  # the docker session prunes it when done
   else
     missing+=("a Docker engine for nox -s docker: sudo apt-get install docker.io, add yourself to the docker group
     (or set DOCKER_HOST), and import a root image: bash scripts/docker-engine.sh shows how it builds local/debian:bookworm")
