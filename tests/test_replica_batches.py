@@ -120,3 +120,15 @@ def test_a_replica_waits_for_the_frontend_it_just_answered_so_their_batches_merg
     fb.close()
     serving.join(timeout=30)
     assert not serving.is_alive()
+
+
+def test_the_merge_wait_is_read_in_milliseconds_and_a_bad_value_is_named(monkeypatch, capsys):
+    from clipper_deploy_core.replica.links import MERGE_WAIT_ENV, merge_wait_s
+
+    monkeypatch.delenv(MERGE_WAIT_ENV, raising=False)
+    assert merge_wait_s() == 0.001
+    monkeypatch.setenv(MERGE_WAIT_ENV, "2.5")
+    assert merge_wait_s() == 0.0025
+    monkeypatch.setenv(MERGE_WAIT_ENV, "fast")
+    assert merge_wait_s() == 0.001
+    assert "CLIPPER_DEPLOY_MERGE_WAIT_MS='fast' is not a number of milliseconds; using 1" in capsys.readouterr().out

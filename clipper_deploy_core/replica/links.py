@@ -29,6 +29,19 @@ BYE_GRACE_S = 30.0  # how long the others get to hang up after bye: their batche
 # Merged, the model sees the batch one frontend would have sent, for at most this share more latency.
 LINGER_SHARE = 0.2
 MERGE_WAIT_ENV = "CLIPPER_DEPLOY_MERGE_WAIT_MS"
+MERGE_WAIT_DEFAULT_MS = 1.0
+
+
+def merge_wait_s() -> float:
+    """``CLIPPER_DEPLOY_MERGE_WAIT_MS`` in seconds; a value that is not a number is named in the log and the default
+    used, so a typo costs the merge wait, not the replica."""
+    raw = os.environ.get(MERGE_WAIT_ENV)
+    try:
+        return (MERGE_WAIT_DEFAULT_MS if raw is None else float(raw)) / 1000
+    except ValueError:
+        print(f"replica: {MERGE_WAIT_ENV}={raw!r} is not a number of milliseconds; using {MERGE_WAIT_DEFAULT_MS:g}",
+              flush=True)
+        return MERGE_WAIT_DEFAULT_MS / 1000
 
 
 def open_address(address: str, timeout: float = 5.0) -> socket.socket:
@@ -65,12 +78,7 @@ def serve_links(loaded: Any, first: socket.socket, extras: list[str], others: di
                 greet: Callable[[socket.socket], socket.socket], max_frame: int) -> None:
     """Serve the cluster process's link ``first`` and a link to each of ``extras`` (``others``: those made
     already) until the cluster process hangs up and the others have followed (or ``BYE_GRACE_S`` passed)."""
-    try:
-        merge_wait = float(os.environ.get(MERGE_WAIT_ENV, "1")) / 1000
-    except ValueError:
-        print(f"replica: {MERGE_WAIT_ENV}={os.environ[MERGE_WAIT_ENV]!r} is not a number of milliseconds; "
-              f"using 1", flush=True)
-        merge_wait = 0.001
+    merge_wait = merge_wait_s()
     sel = selectors.DefaultSelector()
     links: dict[str, socket.socket] = {"": first, **others}  # "" is the cluster process
     for addr, sock in links.items():
