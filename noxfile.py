@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -68,9 +67,8 @@ def _build_sdist_only(session: nox.Session, plugin_dir: Path) -> None:
         if req.name in SDIST_ONLY and not any(req.specifier.contains(v) for v in built):
             if importlib.util.find_spec("pip") is None:
                 return
-            session.log(f"building a wheel of {req} into {WHEELHOUSE}")
-            subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-cache-dir", "--no-deps",
-                            "--disable-pip-version-check", str(req), "-w", str(WHEELHOUSE)], check=True)
+            session.run(sys.executable, "-m", "pip", "wheel", "-q", "--no-cache-dir", "--no-deps",
+                        "--disable-pip-version-check", str(req), "-w", str(WHEELHOUSE), external=True)
 
 
 def _scratch_env(session: nox.Session) -> dict[str, str]:
