@@ -9,6 +9,17 @@ from .exceptions import ClipperException
 
 _NAME_RE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
 MAX_NAME_LENGTH = 63  # a DNS-1123 label, so names can become container and Kubernetes names
+_MODULE_RE = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*\Z")
+MAX_MODULE_NAME_LENGTH = 200
+
+
+def validate_module_names(modules: object, what: str = "preload") -> list[str]:
+    """``modules`` if it is a list of importable-looking module names (``torch``, ``tensorflow.keras``), else
+    raise naming ``what``. Module names reach an ``import`` in a replica template, never a shell or ``eval``."""
+    if isinstance(modules, (str, bytes)) or not isinstance(modules, (list, tuple)) or not all(
+            isinstance(m, str) and len(m) <= MAX_MODULE_NAME_LENGTH and _MODULE_RE.match(m) for m in modules):
+        raise ClipperException(f"{what} must be a list of module names, like ['torch'], got {modules!r}")
+    return list(modules)
 
 
 def validate_name(name: object, what: str = "model name") -> str:

@@ -19,7 +19,8 @@ def signature_line(name: str) -> str:
 
 
 def test_all_card_hooks_exist():
-    assert set(HOOKS) == {"model_types", "save_model", "load_model", "base_image", "predict_wrapper"}
+    assert set(HOOKS) == {"model_types", "preload_modules", "save_model", "load_model", "base_image",
+                          "predict_wrapper"}
 
 
 @pytest.mark.parametrize("hook", HOOKS)
@@ -40,7 +41,7 @@ def test_every_hook_is_exercised_by_the_conformance_kit(hook):
     kit = (ROOT / "clipper_deploy_core" / "testing" / "__init__.py").read_text()
     called = set(re.findall(r'"(\w+)"', kit)) | set(re.findall(r"(\w+)\(", kit))
     indirect = {"save_model": "save_bundle", "load_model": "load_bundle", "predict_wrapper": "load_bundle",
-                "model_types": "select_plugin", "base_image": "base_image"}
+                "model_types": "select_plugin", "base_image": "base_image", "preload_modules": "check_preload"}
     assert indirect[hook] in called
 
 

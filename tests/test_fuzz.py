@@ -96,11 +96,12 @@ def test_v2_bodies(conn, app, body, tail, header_len):
 @SETTINGS
 @given(path=st.sampled_from(["add_app", "delete_app", "add_model", "add_model_links", "set_model_version",
                              "deploy_replicas", "set_num_replicas", "get_application", "get_model",
-                             "get_container", "get_all_containers", "delete_versioned_model"]),
+                             "get_container", "get_all_containers", "delete_versioned_model",
+                             "warm_replica_template"]),
        body=st.one_of(json_values, st.dictionaries(st.sampled_from(
            ["name", "app_name", "model_name", "model_version", "model_names", "input_type", "default_output",
             "latency_slo_micros", "num_replicas", "bundle_dir", "digest", "replica_id", "verbose", "labels",
-            "batch_size", "pkgs_to_install"]), json_values, max_size=6)))
+            "batch_size", "pkgs_to_install", "modules"]), json_values, max_size=6)))
 def test_admin_bodies(conn, path, body):
     status = post(conn, f"/admin/{path}", json.dumps(body).encode(), {"X-Clipper-Admin-Token": conn.cm.admin_token},
                   admin=True)

@@ -3,9 +3,11 @@ interpreter start and the framework import. Checked on real processes: who their
 what happens when a replica or the template itself is killed."""
 
 import asyncio
+import json
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -217,3 +219,106 @@ def test_preload_takes_module_names_only(tmp_path):
     for bad in ("torch", ["torch; rm -rf /"], ["-m"], [3]):
         with pytest.raises(ClipperException, match="preload must be a list of module names"):
             LocalContainerManager("bad", home=tmp_path, preload=bad)
+
+
+AUTO_PRELOAD_SCRIPT = '''
+import json, sys
+early = sys.argv[3] == "early"
+if early:
+    import toy_models
+from clipper_deploy_core import ClipperConnection, LocalContainerManager, deploy
+preload = None if sys.argv[2] == "auto" else []
+cm = LocalContainerManager("auto", 0, 0, 0, home=sys.argv[1], preload=preload)
+conn = ClipperConnection(cm)
+conn.start_clipper()
+try:
+    print(json.dumps({"cluster": cm.info["pid"]}), flush=True)
+    sys.stdin.readline()  # the test lists the templates before the import
+    import toy_models
+    print(json.dumps({"imported": True}), flush=True)
+    sys.stdin.readline()  # and again before the deploy
+    deploy(conn, toy_models.Polynomial([1.0, 2.0]), lambda m, xs: [str(m(x[0])) for x in xs], name="poly")
+    print(json.dumps({"replicas": conn.get_all_model_replicas(verbose=True)}), flush=True)
+    sys.stdin.readline()
+finally:
+    conn.stop_all()
+'''
+
+
+def run_script(tmp_path, preload, when):
+    """The user's script, in a process of its own (so what it has imported is known): it starts a cluster, imports
+    the toy framework (before that, with ``when="early"``), then deploys a toy model. Yields what it prints, one
+    step per ``next``; the script waits for the test between steps."""
+    script = tmp_path / "user_script.py"
+    script.write_text(AUTO_PRELOAD_SCRIPT)
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "home"), preload, when],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        for _ in range(3):
+            line = proc.stdout.readline()
+            assert line, f"the script exited with {proc.wait()}"
+            yield json.loads(line)
+            proc.stdin.write("\n")
+            proc.stdin.flush()
+        assert proc.wait(timeout=60) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.mark.parametrize("when", ["late", "early"])
+def test_by_default_the_first_import_of_a_preload_module_warms_its_template(tmp_path, when):
+    """With the default ``preload``, the toy framework's template starts when the script first imports
+    ``toy_models`` (declared by the toy plugin's ``preload_modules``), not before; imported before
+    ``start_clipper``, it starts with the cluster. The deploy then forks from that same template."""
+    steps = run_script(tmp_path, "auto", when)
+    cluster = next(steps)["cluster"]
+    before_import = set(templates_of(cluster))
+    assert before_import == ({(), ("toy_models",)} if when == "early" else {()})
+    next(steps)
+    templates = templates_of(cluster)  # the warm request returned inside the import: the template is running
+    assert set(templates) == {(), ("toy_models",)}
+    (poly,) = next(steps)["replicas"]
+    assert poly["status"] == "ready" and parent_of(poly["pid"]) == templates[("toy_models",)]
+    for _ in steps:
+        pass
+
+
+def test_preload_empty_warms_nothing_before_the_first_deploy(tmp_path):
+    steps = run_script(tmp_path, "off", "late")
+    cluster = next(steps)["cluster"]
+    next(steps)
+    assert set(templates_of(cluster)) == {()}
+    (poly,) = next(steps)["replicas"]
+    assert cmdline(parent_of(poly["pid"])).split()[-1] == "toy_models"  # started by the deploy instead
+    for _ in steps:
+        pass
+
+
+def test_warm_replica_template_checks_its_modules_and_caps_the_templates(tmp_path):
+    """The admin call behind the automatic preload: module names only, at least one, behind the admin token, and
+    at most MAX_TEMPLATES live templates (each holds its frameworks' memory)."""
+    from clipper_deploy_core.cluster.replica_templates import MAX_TEMPLATES
+    from clipper_deploy_core.http_client import request
+
+    with local_cluster("warm", tmp_path) as conn:
+        addr, token = conn.cm.get_admin_addr(), {"X-Clipper-Admin-Token": conn.cm.admin_token}
+
+        def warm(modules, headers=token):
+            status, text = request("POST", f"http://{addr}/admin/warm_replica_template", {"modules": modules},
+                                   30, headers)
+            return status, json.loads(text) if text.startswith("{") else text
+
+        status, body = warm(["os; rm -rf /"])
+        assert status == 400 and "modules must be a list of module names" in body["cause"]
+        status, body = warm([])
+        assert status == 400 and "at least one module" in body["cause"]
+        assert warm(["decimal"], headers={})[0] in (401, 403)
+        stdlib = ["decimal", "fractions", "csv", "uuid", "heapq", "bisect", "textwrap", "difflib", "statistics"]
+        running = len(templates_of(conn.cm.info["pid"]))  # the bare one (and toy_models', if imported here)
+        for module in stdlib[: MAX_TEMPLATES - running]:
+            assert warm([module])[0] == 200
+        assert warm(["decimal"])[0] == 200  # already running: not another one
+        status, body = warm([stdlib[MAX_TEMPLATES - running]])
+        assert status == 400 and f"already runs {MAX_TEMPLATES} replica templates" in body["cause"]
+        assert len(templates_of(conn.cm.info["pid"])) == MAX_TEMPLATES

@@ -3,7 +3,8 @@
 import pytest
 import toy_models
 
-from clipper_deploy_core import hookimpl
+from clipper_deploy_core import ClipperException, hookimpl
+from clipper_deploy_core.bundle import read_manifest, save_bundle
 from clipper_deploy_core.plugin import get_registry
 from clipper_deploy_core.testing import (
     ConformanceCase,
@@ -12,6 +13,7 @@ from clipper_deploy_core.testing import (
     check_batch_contract,
     check_conformance,
     check_detection,
+    check_preload,
 )
 
 
@@ -140,3 +142,67 @@ def test_seed_signatures_are_kept_in_the_repo_and_match_the_document(tmp_path, m
                      if (p / "shared" / "seed" / "model-deployers.txt").is_file()), None)
     if document is not None:  # where the document is at hand, the kept copy says exactly what it says
         assert all(seed_signature(k, document) == v for k, v in kept.items())
+
+
+class Preloading(BatchConfused):
+    """Declares a module to preload; which one is up to the test."""
+
+    def __init__(self, modules, legacy=False):
+        self.modules, self.legacy = modules, legacy
+
+    @hookimpl
+    def preload_modules(self):
+        return [] if self.legacy else self.modules
+
+    @hookimpl
+    def save_model(self, model, model_dir, options):
+        return {"preload": self.modules} if self.legacy else {}
+
+    @hookimpl
+    def predict_wrapper(self, func, model, manifest):
+        return func
+
+
+@pytest.fixture
+def preloading():
+    registry = get_registry()
+    added = []
+
+    def add(modules, legacy=False):
+        registry.register(Preloading(modules, legacy), f"preloading{len(added)}", "preloading-dist", "0.0.1")
+        added.append(f"preloading{len(added)}")
+        return ConformanceCase(framework=added[-1], model=None, func=lambda xs: [str(sum(x)) for x in xs],
+                               sample_inputs=[[1.0]], expected_outputs=["1.0"])
+
+    yield add
+    for name in added:
+        registry.unregister(name)
+
+
+def test_preload_modules_must_import_and_start_no_thread(preloading, tmp_path, monkeypatch):
+    """A template forks after importing what preload_modules names, and the fork keeps no threads: the kit imports
+    the modules in a fresh process and fails a module that starts a thread, or that does not import."""
+    (tmp_path / "starts_a_thread.py").write_text(
+        "import threading, time\nthreading.Thread(target=time.sleep, args=(60,), daemon=True).start()\n")
+    (tmp_path / "quiet_module.py").write_text("VALUE = 1\n")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    check_preload(preloading(["quiet_module"]))
+    with pytest.raises(ConformanceError, match=r"left 1 Python thread\(s\) running"):
+        check_preload(preloading(["starts_a_thread"]))
+    with pytest.raises(ConformanceError, match="(?s)failed:.*No module named 'not_installed_here'"):
+        check_preload(preloading(["not_installed_here"]))
+
+
+def test_preload_modules_entries_are_module_names(preloading):
+    with pytest.raises(ClipperException, match="preload_modules must be a list of module names"):
+        preloading(["torch; import os"])
+    with pytest.raises(ClipperException, match="preload_modules must be a list of module names"):
+        preloading("torch")
+
+
+def test_save_models_old_preload_key_is_still_recorded_with_a_warning(preloading, tmp_path):
+    case = preloading(["quiet_module"], legacy=True)
+    with pytest.warns(DeprecationWarning, match="declare those modules with the preload_modules hook"):
+        bundle = save_bundle(tmp_path / "b", name="legacy", version=1, input_type="doubles", func=case.func,
+                             model=None, plugin=case.framework)
+    assert read_manifest(bundle).preload == ["quiet_module"]

@@ -7,6 +7,7 @@ import json
 import platform
 import shutil
 import tempfile
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 import cloudpickle
 
 from ..exceptions import BundleError, ClipperException
-from ..naming import ModelVersionId
+from ..naming import ModelVersionId, validate_module_names
 from ..plugin import HOOK_API_VERSION, PluginRegistry, get_registry
 from .manifest import FUNC_NAME, MANIFEST_NAME, MODEL_DIR, WARMUP_NAME, Manifest, PluginRef, sha256_file
 from .pickling import dumps_by_value
@@ -126,7 +127,7 @@ def write_bundle(
             python_version=platform.python_version(), cloudpickle_version=cloudpickle.__version__,
             framework_versions=dict(saved.get("framework_versions", {})),
             model_metadata=dict(saved.get("metadata", {})),
-            preload=[str(m) for m in saved.get("preload", [])],
+            preload=list(info.preload) or _legacy_preload(info.name, saved),
             pkgs_to_install=pkgs, files=hash_tree(root),
             created_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         )
@@ -135,3 +136,13 @@ def write_bundle(
         shutil.rmtree(root, ignore_errors=True)
         raise
     return root
+
+
+def _legacy_preload(plugin: str, saved: Mapping[str, Any]) -> list[str]:
+    """``save_model``'s ``"preload"`` key, from before the ``preload_modules`` hook: still honoured, with a
+    warning, so a plugin written then keeps its warm replica starts."""
+    if "preload" not in saved:
+        return []
+    warnings.warn(f"plugin {plugin!r}: save_model returned 'preload'; declare those modules with the "
+                  f"preload_modules hook instead", DeprecationWarning, stacklevel=3)
+    return validate_module_names(saved["preload"], f"plugin {plugin!r}: save_model's preload")

@@ -189,6 +189,9 @@ class ContainerRunner(ReplicaRunner):
             await asyncio.sleep(0.1)  # polls the engine's health status until its next check has run
         return False
 
+    async def warm_template(self, modules: tuple[str, ...]) -> bool:
+        return False  # containers start from images, not from templates
+
     async def cleanup(self) -> None:
         """Replica containers of an earlier frontend process (their link to it is gone): remove them."""
         def remove() -> None:

@@ -36,6 +36,9 @@ class KubernetesReplicas(ReplicaController):
         live = len(self.connected.get((name, version), {}))
         return live or (1 if self.state.get_model(name, version) is not None else 0)
 
+    async def warm_template(self, modules: tuple[str, ...]) -> bool:
+        return False  # pods start from images, not from templates
+
     def failure(self, name: str, version: str) -> str | None:
         """Kubernetes restarts failing pods and reports why (kubectl describe); the frontend only sees links."""
         return None

@@ -30,6 +30,12 @@ class ProcessRunner(ReplicaRunner):
         if self.templates is not None:
             await self.templates.adopt(sys.executable, started)
 
+    async def warm_template(self, modules: tuple[str, ...]) -> bool:
+        if self.templates is None:
+            return False
+        await self.templates.warm(sys.executable, modules)
+        return True
+
     async def prepare(self, d: Deployment) -> None:
         # A bundle is code: replicas load only bundles in this cluster's own store (where build_model copies
         # them, mode 0700), and only the exact bundle whose digest the deploy names.

@@ -65,6 +65,10 @@ class SharedReplicaView:
         """Refused: only the cluster process runs replicas."""
         raise ClipperException("a query worker runs no replicas: stop them through the cluster process's admin port")
 
+    async def warm_template(self, modules: tuple[str, ...]) -> bool:
+        """Nothing: only the cluster process starts templates."""
+        return False
+
     def expected(self, name: str, version: str) -> int:
         """The replicas the version's deployment asks for (queries wait for them while they link)."""
         d = self.state.get_deployment(name, version)

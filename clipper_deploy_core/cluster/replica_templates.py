@@ -17,6 +17,8 @@ from pathlib import Path
 from ..exceptions import ClipperException
 from .early_templates import template_command
 
+MAX_TEMPLATES = 8  # each holds its frameworks' memory; warm requests beyond this are refused
+
 
 @dataclass
 class ForkedReplica:
@@ -149,6 +151,22 @@ class TemplatePool:
     async def get(self, python: str, modules: tuple[str, ...]) -> Template | None:
         """The ready template for ``python`` with ``modules`` imported, started if need be; ``None`` if it cannot
         start."""
+        template = await self._started(python, modules)
+        if not await asyncio.shield(template.ready):
+            return None
+        return template
+
+    async def warm(self, python: str, modules: tuple[str, ...]) -> None:
+        """Start the template for ``python`` with ``modules`` now, and return without waiting for it: the next
+        deploy that needs it (``get``) waits for it instead of starting it then. At most ``MAX_TEMPLATES`` run."""
+        key = (python, modules)
+        live = [k for k, t in self.templates.items() if not t.reader.done()]
+        if key not in live and len(live) >= MAX_TEMPLATES:
+            raise ClipperException(f"This cluster already runs {len(live)} replica templates, the most it keeps; "
+                                   f"not warming one for {', '.join(modules)}")
+        await self._started(python, modules)
+
+    async def _started(self, python: str, modules: tuple[str, ...]) -> Template:
         async with self.lock:
             key = (python, modules)
             template = self.templates.get(key)
@@ -159,8 +177,6 @@ class TemplatePool:
                         *template_command(python, modules), stdin=asyncio.subprocess.PIPE,
                         stdout=asyncio.subprocess.PIPE, stderr=log, cwd=str(self.cwd))
                 template = self.templates[key] = Template(proc)
-        if not await asyncio.shield(template.ready):
-            return None
         return template
 
     async def close(self) -> None:

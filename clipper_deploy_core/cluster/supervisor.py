@@ -90,6 +90,10 @@ class ReplicaRunner(Protocol):
     async def cleanup(self) -> None:
         """On (re)start of the cluster: remove replicas a previous cluster process left behind."""
 
+    async def warm_template(self, modules: tuple[str, ...]) -> bool:
+        """Start the template that imports ``modules`` without waiting for it; ``False`` if replicas start
+        otherwise."""
+
 
 def log_tail(path: Path, offset: int = 0) -> str:
     """The end of a replica's log (from byte ``offset``: one start's output), for error messages."""
@@ -136,6 +140,9 @@ class ReplicaSupervisor(ReplicaController):
         if reps and all(r.failed_starts and not r.linked and r.last_error for r in reps):
             return reps[-1].last_error
         return None
+
+    async def warm_template(self, modules: tuple[str, ...]) -> bool:
+        return await self.runner.warm_template(modules)
 
     async def deploy(self, d: Deployment) -> None:
         await self.runner.prepare(d)  # before the deployment is recorded: a failure leaves nothing behind

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import orjson
 
 from ..exceptions import ClipperException
+from ..naming import validate_module_names
 from ..selection.policy import PolicyError
 from ..selection.registry import policy_class
 from .admin_guard import TOKEN_HEADER, AdminGuard, admin_error
@@ -45,6 +46,10 @@ class ReplicaController(Protocol):
     def failure(self, name: str, version: str) -> str | None:
         """Why ``name:version`` has no live replica, when every replica keeps failing to start; else ``None``."""
 
+    async def warm_template(self, modules: tuple[str, ...]) -> bool:
+        """Start the replica template that imports ``modules``, for a coming deploy to fork from; ``False`` where
+        replicas do not start from templates."""
+
 
 BodyHandler = Callable[[dict[str, Any]], Awaitable[Any]]
 # Runs a mutation against a state shared with other frontends (read, apply, write back, retry on conflict).
@@ -67,6 +72,7 @@ class AdminAPI:
             "add_model": self._add_model, "delete_versioned_model": self._delete_model,
             "set_model_version": self._set_version, "set_selection_policy": self._set_policy,
             "deploy_replicas": self._deploy_replicas, "set_num_replicas": self._set_num_replicas,
+            "warm_replica_template": self._warm_template,
         }
         getters: dict[str, BodyHandler] = {
             "get_all_applications": self._get_apps, "get_application": self._get_app,
@@ -247,6 +253,14 @@ class AdminAPI:
         name, version, n = _str(b, "model_name"), _version(b), _count(b, "num_replicas")
         await self.controller.set_num_replicas(name, version, n)
         return f"Set {name}:{version} to {n} replica(s)"
+
+    async def _warm_template(self, b: dict[str, Any]) -> str:
+        modules = tuple(sorted(set(validate_module_names(_str_list(b, "modules"), "modules"))))
+        if not modules:
+            raise FieldError("modules must name at least one module to preload, like ['torch']")
+        if not await self.controller.warm_template(modules):
+            return "This cluster's replicas do not start from templates: nothing to warm"
+        return f"Warming a replica template with {', '.join(modules)} imported"
 
     async def _get_deployment(self, b: dict[str, Any]) -> dict[str, Any]:
         d = self.state.get_deployment(_str(b, "model_name"), _version(b))

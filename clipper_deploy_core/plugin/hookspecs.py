@@ -3,7 +3,8 @@
 A plugin is a module (or object) registered under the entry-point group ``clipper_deploy``.
 Once the core has chosen a plugin for a model (by type at deploy time, by the bundle manifest at
 load time) it calls *that plugin's* hooks only, so an implementation never has to check whether a
-call is meant for it. Every hook is ``firstresult``: the chosen plugin's answer is the answer.
+call is meant for it. Every hook but ``model_types`` and ``preload_modules`` (asked of every plugin) is
+``firstresult``: the chosen plugin's answer is the answer.
 
 Plugin modules must not import their framework at module level: ``model_types`` is called for
 every deploy, including deploys that have nothing to do with the framework.
@@ -53,6 +54,28 @@ def model_types() -> Sequence[str | tuple[str, int]]:
     """
 
 
+@hookspec
+def preload_modules() -> Sequence[str]:
+    """Declare the modules a local cluster's replica template may import once and fork this plugin's replicas
+    from, so a replica starts without importing the framework again.
+
+    :returns: module names such as ``["torch"]``; ``[]`` (or no implementation) for none. Name only modules that
+        start no thread and choose nothing (such as a backend or a device) at import: a fork keeps the memory but
+        not the threads. Every bundle the plugin saves records them in its manifest.
+
+    Called: once per plugin when the registry loads it (for ``clipper-deploy plugins`` and for every deploy). A
+    local cluster started with the default ``preload`` warms the template as soon as the deploying process first
+    imports one of these modules, so the template imports the framework while the user's script does.
+    Like ``model_types``, it is called on every plugin; each returns its own list.
+
+    Example::
+
+        @hookimpl
+        def preload_modules():
+            return ["torch"]
+    """
+
+
 @hookspec(firstresult=True)
 def save_model(model: Any, model_dir: Path, options: Mapping[str, Any]) -> Mapping[str, Any]:
     """Write ``model`` into the empty directory ``model_dir`` in the framework's own format.
@@ -61,12 +84,11 @@ def save_model(model: Any, model_dir: Path, options: Mapping[str, Any]) -> Mappi
     :param model_dir: an existing, empty directory inside the bundle; write only inside it.
     :param options: framework-specific deploy arguments (for example ``{"sc": spark_context}``
         for PySpark, ``{"mxnet_data_shapes": [...]}`` for MXNet); ``{}`` when there are none.
-    :returns: a mapping with three optional keys, all recorded in the manifest:
-        ``"framework_versions"`` (``{"torch": "2.13.0"}``: distribution name to version),
-        ``"metadata"`` (JSON-serialisable facts ``load_model`` needs, such as a concrete class name) and
-        ``"preload"`` (module names, such as ``["torch"]``, that a local cluster's replica template may import
-        once and fork replicas from: only modules that start no thread and choose nothing, such as a backend, at
-        import). Raise ``ClipperException`` for a model the plugin cannot save.
+    :returns: a mapping with two optional keys, both recorded in the manifest:
+        ``"framework_versions"`` (``{"torch": "2.13.0"}``: distribution name to version)
+        and ``"metadata"`` (JSON-serialisable facts ``load_model`` needs, such as a concrete class name).
+        Raise ``ClipperException`` for a model the plugin cannot save. (Modules to preload are declared by
+        ``preload_modules``.)
 
     Called: once per deploy, in the deploying process, before the bundle's files are hashed.
 

@@ -21,6 +21,7 @@ import importlib_metadata
 import pluggy
 
 from ..exceptions import BundleError, ClipperException
+from ..naming import validate_module_names
 from . import hookspecs
 
 ENTRY_POINT_GROUP = "clipper_deploy"
@@ -45,11 +46,13 @@ class PluginInfo:
     model_types: tuple[str, ...] = ()
     hooks: tuple[str, ...] = field(default=())
     priorities: dict[str, int] = field(default_factory=dict)  # model type -> tie-break priority (default 0)
+    preload: tuple[str, ...] = ()  # modules a replica template may import before it forks (preload_modules)
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "module": self.module, "distribution": self.distribution,
                 "version": self.version, "builtin": self.builtin, "model_types": list(self.model_types),
-                "hooks": list(self.hooks), "priorities": {t: p for t, p in self.priorities.items() if p}}
+                "preload": list(self.preload), "hooks": list(self.hooks),
+                "priorities": {t: p for t, p in self.priorities.items() if p}}
 
 
 def _env_list(var: str) -> set[str] | None:
@@ -84,20 +87,37 @@ class PluginRegistry:
             raise ClipperException(f"Two plugins are registered under the name {name!r}: "
                                    f"{self._infos[name].distribution} and {distribution}")
         self.pm.register(plugin, name=name)
+        try:
+            self._infos[name] = self._info(plugin, name, distribution, version, builtin)
+        except BaseException:
+            self.unregister(name)  # a plugin that declares nonsense is not half-registered
+            raise
+
+    def _info(self, plugin: object, name: str, distribution: str, version: str, builtin: bool) -> PluginInfo:
         impls = self.pm.get_hookcallers(plugin) or []
         hooks = tuple(sorted(h.name for h in impls))
         types: list[str] = []
         priorities: dict[str, int] = {}
         if "model_types" in hooks:
-            for entry in self._caller(name, "model_types")()[0] or ():
+            for entry in self._declared(name, "model_types"):
                 type_name, priority = (entry, 0) if isinstance(entry, str) else entry
                 if not isinstance(type_name, str) or not isinstance(priority, int):
                     raise ClipperException(f"plugin {name!r}: model_types entries are 'module.Class' or "
                                            f"('module.Class', priority), got {entry!r}")
                 types.append(type_name)
                 priorities[type_name] = priority
+        preload: list[str] = []
+        if "preload_modules" in hooks:
+            preload = validate_module_names(self._declared(name, "preload_modules"),
+                                            f"plugin {name!r}: preload_modules")
         module = getattr(plugin, "__name__", type(plugin).__module__)
-        self._infos[name] = PluginInfo(name, module, distribution, version, builtin, tuple(types), hooks, priorities)
+        return PluginInfo(name, module, distribution, version, builtin, tuple(types), hooks, priorities,
+                          tuple(sorted(set(preload))))
+
+    def _declared(self, name: str, hook: str) -> Any:
+        """What plugin ``name``'s non-firstresult hook returned (``[]`` for ``None``)."""
+        results = self._caller(name, hook)()  # pluggy leaves a None result out of the list
+        return (results[0] if results else None) or []
 
     def unregister(self, name: str) -> None:
         self.pm.unregister(name=name)

@@ -15,6 +15,8 @@ Either call :func:`check_conformance` from a test, or subclass :class:`PluginCon
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -143,8 +145,30 @@ def check_integrity(case: ConformanceCase) -> None:
         _require((bundle / MANIFEST_NAME).is_file(), "manifest missing")
 
 
+_IMPORT_AND_COUNT_THREADS = ("import importlib, sys, threading\n"
+                             "for m in sys.argv[1:]: importlib.import_module(m)\n"
+                             "print(threading.active_count())")
+
+
+def check_preload(case: ConformanceCase) -> None:
+    """What ``preload_modules`` declares is recorded in every bundle, imports in a fresh process, and leaves no
+    Python thread running there (a template forks after the import, and a fork keeps no threads)."""
+    preload = list(get_registry().info(case.framework).preload)
+    with saved_bundle(case) as bundle:
+        recorded = read_manifest(bundle).preload
+        _require(recorded == preload, f"the manifest records preload {recorded!r}, preload_modules says {preload!r}")
+    if not preload:
+        return
+    done = subprocess.run([sys.executable, "-c", _IMPORT_AND_COUNT_THREADS, *preload],
+                          capture_output=True, text=True, timeout=600)
+    _require(done.returncode == 0, f"importing {preload} in a fresh process failed:\n{done.stderr[-2000:]}")
+    threads = int(done.stdout.split()[-1])
+    _require(threads == 1, f"importing {preload} left {threads - 1} Python thread(s) running; a replica template "
+                           f"forks after the import, so preload_modules must name only modules that start none")
+
+
 CHECKS: tuple[Callable[[ConformanceCase], None], ...] = (
-    check_detection, check_round_trip, check_predict, check_batch_contract, check_integrity)
+    check_detection, check_round_trip, check_predict, check_batch_contract, check_integrity, check_preload)
 
 
 def check_conformance(case: ConformanceCase) -> None:
@@ -175,8 +199,12 @@ class PluginConformance:
     def test_bundle_integrity(self) -> None:
         check_integrity(self.case())
 
+    def test_preload_modules(self) -> None:
+        check_preload(self.case())
+
 
 
 __all__ = ["CHECKS", "ConformanceCase", "ConformanceError", "PluginConformance", "check_batch_contract",
-           "check_conformance", "check_detection", "check_integrity", "check_predict", "check_round_trip",
+           "check_conformance", "check_detection", "check_integrity", "check_predict", "check_preload",
+           "check_round_trip",
            "local_cluster", "outputs", "predict", "query", "seed_signature", "signature", "wait_until"]

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,9 @@ from ...bundle import bundle_digest, read_manifest, verify_bundle
 from ...envs import cluster_dir, default_home
 from ...exceptions import ClipperException
 from ...http_client import request
-from ...naming import validate_name
+from ...naming import validate_module_names, validate_name
 from ..admin_client import AdminBackedManager, cache_size_args, check_frontends
+from .import_watch import Watch, unwatch, watch_imports
 
 START_TIMEOUT_S = 60.0
 
@@ -39,14 +41,19 @@ def _alive(pid: int) -> bool:
 
 
 TOKEN_FILE = "admin_token"
-MODULE_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+WARM_TIMEOUT_S = 5.0
 
 
-def check_preload(preload: Sequence[str]) -> list[str]:
-    """``preload``, checked: module names (``torch``, ``tensorflow.keras``)."""
-    if isinstance(preload, str) or not all(isinstance(m, str) and MODULE_NAME.fullmatch(m) for m in preload):
-        raise ClipperException(f"preload must be a list of module names, like ['torch'], got {preload!r}")
-    return list(preload)
+def check_preload(preload: Sequence[str] | None) -> list[str] | None:
+    """``preload``, checked: module names (``torch``, ``tensorflow.keras``), or ``None`` for the automatic one."""
+    return None if preload is None else validate_module_names(preload, "preload")
+
+
+def preload_groups() -> list[tuple[str, ...]]:
+    """Each installed plugin's ``preload_modules``: the templates an automatic ``preload`` may warm."""
+    from ...plugin import get_registry
+
+    return sorted({info.preload for info in get_registry().infos() if info.preload})
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -67,9 +74,13 @@ class LocalContainerManager(AdminBackedManager):
     ``insecure_loopback_admin=True`` lets token-less admin mutations in from loopback, for Clipper's own
     ``clipper_admin`` client: any local process can then deploy code as this user.
 
-    ``frontends=N`` runs N frontend processes on the query port (about one per core the replicas leave free);
-    ``preload=["torch"]`` starts a replica template that imports those modules as the cluster starts, so the first
-    deploy of a model that needs them forks a replica instead of waiting for the import.
+    ``frontends=N`` runs N frontend processes on the query port (about one per core the replicas leave free).
+
+    ``preload`` decides when a replica template imports a framework, so that a deploy forks a replica instead of
+    waiting for the import. By default (``None``) this process's imports decide: the first time it imports a module
+    an installed plugin declares in ``preload_modules`` (``torch`` for clipper-deploy-pytorch), the cluster starts
+    that plugin's template, which imports the framework beside the script's own import. ``preload=["torch"]``
+    starts that template with the cluster instead; ``preload=[]`` starts none before the first deploy.
     """
 
     loads_bundles_locally = True  # replicas are child processes of the cluster, in this Python
@@ -79,7 +90,7 @@ class LocalContainerManager(AdminBackedManager):
                  query_host: str = "127.0.0.1", admin_host: str = "127.0.0.1",
                  max_request_bytes: int = 16 * 1024 * 1024, admin_token: str | None = None,
                  insecure_loopback_admin: bool = False, max_batch_rows: int = 10_000,
-                 cache_size: int | None = None, frontends: int = 1, preload: Sequence[str] = ()) -> None:
+                 cache_size: int | None = None, frontends: int = 1, preload: Sequence[str] | None = None) -> None:
         self.cluster_name = validate_name(cluster_name, "cluster name")
         self.cluster_identifier = cluster_name
         self.ports = (clipper_query_port, clipper_management_port, clipper_rpc_port)
@@ -93,6 +104,7 @@ class LocalContainerManager(AdminBackedManager):
         self.frontends = check_frontends(frontends)
         self.preload = check_preload(preload)
         self.info: dict[str, Any] | None = None
+        self._import_watch: Watch | None = None
 
     # --- cluster lifecycle --------------------------------------------------------------------
     def _read_info(self) -> dict[str, Any] | None:
@@ -131,6 +143,7 @@ class LocalContainerManager(AdminBackedManager):
              "--env-root", str(self.home), *(["--insecure-loopback-admin"] if self.insecure_loopback_admin else [])],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, env=env, cwd=str(self.dir))
         log.close()
+        groups = preload_groups() if self.preload is None else []  # while the cluster process starts
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             if proc.poll() is not None:
@@ -139,6 +152,7 @@ class LocalContainerManager(AdminBackedManager):
             info = self._read_info()
             if info and info["pid"] == proc.pid and request("GET", f"http://{info['admin']}/admin/ping")[0] == 200:
                 self.info = info
+                self._watch_imports(groups)
                 return
             time.sleep(0.05)
         proc.kill()
@@ -156,6 +170,21 @@ class LocalContainerManager(AdminBackedManager):
                 raise ClipperException(f"Cannot read the admin token of cluster '{self.cluster_name}' ({e}); pass "
                                        f"admin_token= or run as the user who started it") from None
         self.info = info
+        if self.preload is None:
+            self._watch_imports(preload_groups())
+
+    def _watch_imports(self, groups: list[tuple[str, ...]]) -> None:
+        """For the automatic ``preload``: warm each plugin's template at this process's first import of it."""
+        if groups and self._import_watch is None:
+            self._import_watch = watch_imports(groups, self._warm_template)
+
+    def _warm_template(self, modules: tuple[str, ...]) -> None:
+        # Runs inside the user's import: a failure only costs the head start, so it is not raised there.
+        try:
+            self._admin("warm_replica_template", {"modules": list(modules)}, timeout=WARM_TIMEOUT_S)
+        except Exception as e:  # noqa: BLE001
+            warnings.warn(f"could not warm a replica template for {', '.join(modules)}: {e}", RuntimeWarning,
+                          stacklevel=2)
 
     def _need(self) -> dict[str, Any]:
         if self.info is None:
@@ -224,3 +253,6 @@ class LocalContainerManager(AdminBackedManager):
                 os.kill(pid, signal.SIGKILL)
         shutil.rmtree(self.dir, ignore_errors=True)
         self.info = None
+        if self._import_watch is not None:
+            unwatch(self._import_watch)
+            self._import_watch = None

@@ -33,6 +33,12 @@ def model_types() -> list[str]:
 
 
 @hookimpl
+def preload_modules() -> list[str]:
+    # torch starts its thread pools at the first op, not at import: a replica template can import it and fork.
+    return ["torch"]
+
+
+@hookimpl
 def save_model(model: Any, model_dir: Path, options: Mapping[str, Any]) -> dict[str, Any]:
     import torch
 
@@ -51,11 +57,9 @@ def save_model(model: Any, model_dir: Path, options: Mapping[str, Any]) -> dict[
         skeleton = copy.deepcopy(model).to("meta")
         (model_dir / "architecture.pkl").write_bytes(dumps_by_value(skeleton))
         form = MODULE
-    # torch starts its thread pools at the first op, not at import: a replica template can import it and fork.
     return {"framework_versions": {"torch": importlib_metadata.version("torch")},
             "metadata": {"form": form, "device": device,
-                         "class": f"{type(model).__module__}.{type(model).__qualname__}"},
-            "preload": ["torch"]}
+                         "class": f"{type(model).__module__}.{type(model).__qualname__}"}}
 
 
 def _device(requested: str) -> str:

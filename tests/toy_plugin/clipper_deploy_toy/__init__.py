@@ -13,11 +13,15 @@ def model_types():
 
 
 @hookimpl
+def preload_modules():
+    return ["toy_models"]  # imports nothing heavy and starts nothing: a template may import it
+
+
+@hookimpl
 def save_model(model, model_dir, options):
     model.save(model_dir / "polynomial.json")
     return {"framework_versions": {"clipper-deploy-toy": __version__},
-            "metadata": {"degree": len(model.coefficients) - 1},
-            "preload": ["toy_models"]}  # imports nothing heavy and starts nothing: a template may import it
+            "metadata": {"degree": len(model.coefficients) - 1}}
 
 
 @hookimpl
