@@ -170,7 +170,7 @@ class LocalContainerManager(AdminBackedManager):
                 raise ClipperException(f"Cannot read the admin token of cluster '{self.cluster_name}' ({e}); pass "
                                        f"admin_token= or run as the user who started it") from None
         self.info = info
-        if self.preload is None:
+        if self.preload is None and self._import_watch is None:
             self._watch_imports(preload_groups())
 
     def _watch_imports(self, groups: list[tuple[str, ...]]) -> None:
