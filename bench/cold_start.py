@@ -3,8 +3,9 @@ it, and get the first correct answer (printing ``answered``), then stop the clus
 
     python bench/cold_start.py echo|mlp HOME [PRELOAD]
 
-PRELOAD (comma-separated modules, e.g. torch) is passed as ``LocalContainerManager(preload=...)``: a replica
-template imports them while the script builds its model.
+PRELOAD is ``LocalContainerManager(preload=...)``: ``auto`` (the default: the manager's own default, which warms
+torch's replica template at the script's first ``import torch``), ``none`` (``preload=[]``: the first deploy starts
+the template), or comma-separated modules (``torch``: the template starts with the cluster).
 """
 
 import json
@@ -29,9 +30,9 @@ def mlp_predict(model, inputs):
         return [str(i) for i in model(torch.from_numpy(np.asarray(inputs, dtype=np.float32))).argmax(dim=1).tolist()]
 
 
-def main(workload: str, home: str, preload: str = "") -> None:
-    conn = ClipperConnection(LocalContainerManager("cold", 0, 0, 0, home=home,
-                                                   preload=[m for m in preload.split(",") if m]))
+def main(workload: str, home: str, preload: str = "auto") -> None:
+    modules = None if preload == "auto" else [m for m in preload.split(",") if m and m != "none"]
+    conn = ClipperConnection(LocalContainerManager("cold", 0, 0, 0, home=home, preload=modules))
     conn.start_clipper()
     try:
         if workload == "echo":

@@ -1,6 +1,6 @@
 """Serving benchmark: echo and mlp through a local cluster, driven by wrk over 127.0.0.1.
 
-    python bench/run.py [--duration 15] [--workloads echo,mlp] [--no-baseline]
+    python bench/run.py [--duration 15] [--workloads echo,mlp] [--no-baseline] [--cold-repeats 3]
 
 Prints, at concurrency 1 and 32: requests/s, p50/p99 latency, non-2xx responses, socket errors and
 server CPU time per request; cold start (a user's script launched to its first correct answer, beside the
@@ -18,6 +18,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -152,7 +153,7 @@ def measure(url: str, body: dict, duration: int, tmp: Path, pids: list[int]) -> 
     return rows
 
 
-def cold_start(workload: str, home: Path, preload: str = "") -> float:
+def cold_start(workload: str, home: Path, preload: str = "auto") -> float:
     """Seconds from launching a user's script (bench/cold_start.py: start a cluster, build the model, deploy it)
     to its first correct answer."""
     started = time.perf_counter()
@@ -164,6 +165,30 @@ def cold_start(workload: str, home: Path, preload: str = "") -> float:
     if proc.wait() != 0 or line.strip() != "answered":
         raise RuntimeError(f"the {workload} cold start failed")
     return elapsed
+
+
+def cold_starts(workload: str, home: Path, repeats: int, no_baseline: bool) -> str:
+    """Cold starts of ``workload``, each variant run ``repeats`` times, interleaved (this machine's load drifts):
+    ours with the default preload (and, for mlp, with ``preload=[]`` and ``preload=["torch"]``), and the FastAPI
+    app's. The medians, and ours over FastAPI's."""
+    variants = {"default": "auto"}
+    if workload == "mlp":
+        variants.update({"preload=[]": "none", "preload=['torch']": "torch"})
+    times: dict[str, list[float]] = {name: [] for name in [*variants, *([] if no_baseline else ["FastAPI app"])]}
+    python = None
+    if not no_baseline:
+        from clipper_deploy_core.envs import ensure_env
+
+        python = ensure_env(["fastapi", "uvicorn[standard]"])
+    for _ in range(repeats):
+        for name, preload in variants.items():
+            times[name].append(cold_start(workload, home, preload))
+        if python is not None:
+            times["FastAPI app"].append(fastapi_cold_start(python, workload))
+    medians = {name: statistics.median(ts) for name, ts in times.items()}
+    theirs = medians.get("FastAPI app")
+    return ", ".join(f"{name} {m:.2f} s" + (f" ({m / theirs:.2f}x)" if theirs and name in variants else "")
+                     for name, m in medians.items())
 
 
 def fastapi_cold_start(python: str, workload: str) -> float:
@@ -276,6 +301,7 @@ def main() -> None:
     ap.add_argument("--duration", type=int, default=15)
     ap.add_argument("--workloads", default="echo,mlp")
     ap.add_argument("--no-baseline", action="store_true", help="skip the FastAPI + uvicorn baseline")
+    ap.add_argument("--cold-repeats", type=int, default=3, help="cold starts of each kind, interleaved; medians")
     args = ap.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed: apt-get install -y wrk")
@@ -317,19 +343,8 @@ def main() -> None:
         finally:
             conn.stop_all()
         for w in workloads:
-            ours = cold_start(w, Path(tmp) / "cold")
-            line = f"{ours:.2f} s"
-            preloaded = cold_start(w, Path(tmp) / "cold", "torch") if w == "mlp" else None
-            if preloaded is not None:
-                line += f" ({preloaded:.2f} s with preload=['torch'])"
-            if not args.no_baseline:
-                from clipper_deploy_core.envs import ensure_env
-
-                theirs = fastapi_cold_start(ensure_env(["fastapi", "uvicorn[standard]"]), w)
-                line += f", FastAPI app {theirs:.2f} s: {ours / theirs:.2f}x"
-                if preloaded is not None:
-                    line += f" ({preloaded / theirs:.2f}x)"
-            extra[f"cold start, {w} (launch to first correct answer)"] = line
+            extra[f"cold start, {w} (launch to first correct answer, median of {args.cold_repeats})"] = \
+                cold_starts(w, Path(tmp) / "cold", args.cold_repeats, args.no_baseline)
         if not args.no_baseline:
             rows += [("fastapi+uvicorn", n, c, r) for n, c, r in fastapi_baseline(args.duration, Path(tmp), workloads)]
     print(f"\n{'system':16} {'workload':8} {'conc':>4} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} "
