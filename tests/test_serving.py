@@ -213,6 +213,25 @@ def test_a_replica_crash_at_load_reports_its_own_traceback(conn, tmp_path, monke
     assert conn.get_model_info("crashy", 1) is None
 
 
+class ExitsWhenUnpickled:
+    """Unpickled in the replica, it ends the process at once, with no output at all."""
+
+    def __reduce__(self):
+        import os
+
+        return os._exit, (3,)
+
+
+def test_a_replica_that_exits_before_printing_anything_is_reported_with_its_exit_code(conn, tmp_path):
+    silent = ExitsWhenUnpickled()
+    bundle = save_bundle(tmp_path / "b", name="silent", version=1, input_type="doubles",
+                         func=lambda xs: [str(silent) for _ in xs])
+    with pytest.raises(ClipperException) as e:
+        conn.build_and_deploy_model("silent", 1, "doubles", str(bundle), "img")
+    assert "failed to load its model" in str(e.value)
+    assert "(none: the replica exited with code 3)" in str(e.value)
+
+
 def test_on_a_local_cluster_the_first_replica_is_the_load_check_and_a_failure_leaves_nothing(
         conn, tmp_path, monkeypatch):
     """deploy() skips its fresh-process check where replicas load locally: the replica's traceback fails the

@@ -283,8 +283,11 @@ class ReplicaSupervisor(ReplicaController):
                 what = f"was not ready after {READY_TIMEOUT_S:.0f}s"
             for other in new:
                 await self._stop_replica(other)
+            output = log_tail(r.log).strip()
+            if not output and r.last_error:  # exited before printing anything: the exit code is all there is
+                output = f"(none: the replica {r.last_error})"
             raise ClipperException(f"Replica {r.replica_id} of {r.name}:{r.version} {what}. "
-                                   f"Replica output (from {r.log}):\n{log_tail(r.log)}")
+                                   f"Replica output (from {r.log}):\n{output}")
 
     async def _stop_replica(self, r: Replica, drain: bool = False) -> None:
         was_ready = r.status == "ready"
