@@ -52,6 +52,13 @@ def model_types() -> list[str]:
 
 
 @hookimpl
+def preload_modules() -> list[str]:
+    # Modules a local cluster's replica template may import before it forks replicas (your framework, if its
+    # import starts no thread and picks no device): the first deploy then skips the import. [] for none.
+    return []
+
+
+@hookimpl
 def save_model(model: Any, model_dir: Path, options: dict[str, Any]) -> dict[str, Any]:
     (model_dir / "weights.json").write_text(json.dumps(model.weights))
     return {{"framework_versions": {{}}, "metadata": {{"inputs": len(model.weights)}}}}

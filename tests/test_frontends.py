@@ -244,11 +244,11 @@ def test_query_workers_exit_when_the_cluster_process_is_killed(home):
         wait_until(lambda: not running(worker), what="the query worker to exit with its cluster process")
 
 
-def test_the_cluster_process_runs_several_frontends_with_local_replicas_only(home):
+def test_on_kubernetes_the_cluster_process_refuses_several_frontends(home):
     import subprocess
     import sys
 
-    for mode, why in (("docker", "local replicas only"), ("kubernetes", "scale the frontend Deployment")):
+    for mode, why in (("kubernetes", "scale the frontend Deployment"),):
         out = subprocess.run([sys.executable, "-m", "clipper_deploy_core.cluster", "--name", "x", "--home",
                               str(home / mode), "--replicas", mode, "--frontends", "2"], capture_output=True,
                              text=True, timeout=60)
@@ -265,3 +265,37 @@ def test_the_cache_hit_ratio_is_computed_from_every_frontends_counts(home):
         hits = lines['clipper_model_cache_hits_total{model="cached",version="1"}']
         assert lookups == 40 and 38 <= hits <= 39  # one miss per frontend that was reached
         assert lines['clipper_model_cache_hit_ratio{model="cached",version="1"}'] == hits / lookups
+
+
+def test_the_admin_port_answers_only_once_the_query_workers_are_linked_in(home):
+    """A manager deploys as soon as the admin port answers (the Docker manager waits for nothing else). By then the
+    query workers must be running and their addresses in every new replica's environment, or replicas deployed at
+    once would link to the cluster process only and the workers' queries would wait out their SLO."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        admin_port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "clipper_deploy_core.cluster", "--name", "order", "--home",
+                             str(home), "--query-port", "0", "--admin-port", str(admin_port), "--rpc-port", "0",
+                             "--frontends", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # polls as fast as it can: the first answer is the moment that matters
+            assert proc.poll() is None and time.monotonic() < deadline, "the cluster process did not start"
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/admin/ping", timeout=5).read()
+                break
+            except OSError:
+                continue
+        worker_log = home / "frontend-1.log"  # the worker says so once it listens for replicas
+        assert worker_log.is_file() and "listening" in worker_log.read_text()
+        wait_until(lambda: (home / "cluster.json").is_file(), what="cluster.json")
+        info = json.loads((home / "cluster.json").read_text())
+        assert len(info["frontend_pids"]) == 2 and info["admin"] == f"127.0.0.1:{admin_port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

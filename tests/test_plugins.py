@@ -35,6 +35,7 @@ def test_plugins_cli_json_lists_versions_and_types():
                          capture_output=True, text=True, check=True).stdout
     by_name = {p["name"]: p for p in json.loads(out)}
     assert by_name["toy"]["version"] == "0.3.0" and by_name["toy"]["model_types"] == ["toy_models.Polynomial"]
+    assert by_name["toy"]["preload"] == ["toy_models"] and by_name["python"]["preload"] == []
     assert by_name["python"]["builtin"] is True
     table = subprocess.run([sys.executable, "-m", "clipper_deploy_core.cli", "plugins"],
                            capture_output=True, text=True, check=True).stdout

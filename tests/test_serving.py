@@ -431,3 +431,21 @@ def test_unparsed_and_parsed_queries_share_batches_correctly(conn):
     with ThreadPoolExecutor(12) as pool:
         results = list(pool.map(lambda i: (single, batch, bad)[i % 3](i), range(300)))
     assert all(results)
+
+
+@pytest.mark.parametrize("busy", ["query", "admin"])
+def test_a_port_in_use_fails_start_clipper_with_the_port_named(tmp_path, busy):
+    import socket
+
+    from clipper_deploy_core import ClipperConnection, LocalContainerManager
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        ports = {"query": (port, 0), "admin": (0, port)}[busy]
+        conn = ClipperConnection(LocalContainerManager("busy", *ports, 0, home=tmp_path))
+        with pytest.raises(ClipperException) as e:
+            conn.start_clipper()
+    assert f"The {busy} port cannot listen on 127.0.0.1:{port}: Address already in use" in str(e.value)
+    assert "Traceback" not in str(e.value)

@@ -23,6 +23,7 @@ import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from ..exceptions import ClipperException
 from ..frontend.admin_api import AdminAPI, ReplicaController
@@ -151,14 +152,10 @@ async def serve(args: argparse.Namespace, early: dict[tuple[str, ...], subproces
                 + dashboard.routes(), args.max_body, admin_error)
     # Every connection is a descriptor: keep a reserve for replica links, the admin port, state and logs.
     query_limits = Limits.from_env(max(64, raise_file_limit() - 256))
-    servers, ports = await start_ports([
-        ("query", query, args.query_host, args.query_port, query_limits, several),
-        ("admin", admin, args.admin_host, args.admin_port, dataclasses.replace(query_limits, max_connections=64),
-         False)])
-
-    info = {"name": args.name, "pid": os.getpid(), "query": f"{args.query_host}:{ports['query']}",
-            "admin": f"{args.admin_host}:{ports['admin']}", "rpc": f"{rpc_host}:{rpc_port[0]}",
-            "frontends": args.frontends, "frontend_pids": [os.getpid()]}
+    servers, ports = await start_ports([("query", query, args.query_host, args.query_port, query_limits, several)])
+    info: dict[str, Any] = {"name": args.name, "pid": os.getpid(), "query": f"{args.query_host}:{ports['query']}",
+                            "rpc": f"{rpc_host}:{rpc_port[0]}", "frontends": args.frontends,
+                            "frontend_pids": [os.getpid()]}
     if rpc_unix is not None:
         info["rpc_socket"] = str(unix_path)
     workers, publishing = None, None
@@ -175,6 +172,15 @@ async def serve(args: argparse.Namespace, early: dict[tuple[str, ...], subproces
             raise SystemExit(1) from None
         publishing = asyncio.create_task(workers.publish(controller, state))
         info["frontend_pids"] = [os.getpid(), *workers.pids()]
+    if supervisor is not None:
+        await supervisor.remove_leftovers()
+    # The admin port opens last: a manager deploys as soon as it answers, and a replica started any earlier could
+    # miss the query workers' addresses, or be taken for a previous cluster's leftover and removed.
+    admin_servers, admin_port = await start_ports([
+        ("admin", admin, args.admin_host, args.admin_port, dataclasses.replace(query_limits, max_connections=64),
+         False)])
+    servers += admin_servers
+    info["admin"] = f"{args.admin_host}:{admin_port['admin']}"
     tmp = home / "cluster.json.tmp"
     tmp.write_text(json.dumps(info))
     tmp.replace(home / "cluster.json")
@@ -236,14 +242,17 @@ def main(early: dict[tuple[str, ...], subprocess.Popen[bytes]] | None = None) ->
         p.error("--frontends must be at least 1")
     if args.frontends > 1 and args.replicas == "kubernetes":
         p.error("--frontends: on Kubernetes, scale the frontend Deployment instead (every pod is a frontend)")
-    if args.frontends > 1 and args.replicas != "local":
-        p.error("--frontends: several frontend processes run with local replicas only, for now")
     try:
         import uvloop
     except ImportError:  # uvloop is not built for every platform; the standard loop works, only slower
-        asyncio.run(serve(args, early or {}))
+        run = asyncio.run
     else:
-        uvloop.run(serve(args, early or {}))
+        run = uvloop.run
+    try:
+        run(serve(args, early or {}))
+    except ClipperException as e:  # a port in use: the reason is the whole message
+        print(f"clipper-deploy: {e}", file=sys.stderr, flush=True)
+        return 1
     return 0
 
 

@@ -8,6 +8,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from ..exceptions import ClipperException
 from ..frontend.admin_api import ReplicaController
 from ..frontend.dispatch import Dispatcher
 from ..frontend.feedback import FeedbackAPI
@@ -40,7 +41,10 @@ async def start_ports(ports: list[tuple[str, App, str, int, Limits, bool]]) -> t
     ``([(server, task)], {label: bound port})``. Raises why one could not start."""
     servers, bound = [], {}
     for label, app, host, port, limits, reuse_port in ports:
-        sock = bind(host, port, reuse_port)
+        try:
+            sock = bind(host, port, reuse_port)
+        except OSError as e:
+            raise ClipperException(f"The {label} port cannot listen on {host}:{port}: {e.strerror or e}") from None
         bound[label] = sock.getsockname()[1]
         server = make_server(app, limits)
         servers.append((server, asyncio.create_task(server.serve(sockets=[sock]))))

@@ -173,9 +173,14 @@ class ReplicaSupervisor(ReplicaController):
             await self._stop_replica(r)
         self.procs.pop((name, version), None)
 
-    async def restore(self) -> None:
-        """Bring back every deployment recorded in the state (after a cluster restart)."""
+    async def remove_leftovers(self) -> None:
+        """Remove the replicas a previous cluster process left behind. Before the admin port opens: removed any
+        later, they could include replicas a deploy has just started."""
         await self.runner.cleanup()
+
+    async def restore(self) -> None:
+        """Bring back every deployment recorded in the state (after a cluster restart; ``remove_leftovers``
+        first)."""
         for d in self.state.deployments():
             await self._scale(d, d.num_replicas, wait=False)
 

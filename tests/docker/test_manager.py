@@ -387,3 +387,49 @@ def test_the_docker_manager_passes_the_conformance_kit(docker_client, core_image
                                                       extra_container_kwargs={"labels": TEST_LABEL}),
                   cluster_name="dconf")
 
+
+def test_two_frontends_in_the_frontend_container_share_its_port_and_the_replica_containers(docker_client,
+                                                                                            core_image):
+    cm = DockerContainerManager("dfe", clipper_query_port=0, clipper_management_port=0, frontends=2,
+                                docker_network="clipper-deploy-test-net", extra_container_kwargs={"labels": TEST_LABEL})
+    c = ClipperConnection(cm)
+    c.start_clipper()
+    try:
+        create_endpoint(c, "dfe", "doubles", lambda xs: [str(sum(x)) for x in xs], num_replicas=2)
+        for i in range(40):
+            status, reply = query(c, "dfe", {"input": [1.0, float(i)]})
+            assert status == 200 and reply["output"] == 1 + i and not reply["default"], reply
+        (frontend,) = containers(docker_client, "dfe", "frontend")
+        info = json.loads(frontend.exec_run(["cat", "/state/cluster.json"]).output)
+        assert info["frontends"] == 2 and len(info["frontend_pids"]) == 2
+        # both processes answered some of the 40 (each writes its own counter file), and /metrics sums them
+        files = frontend.exec_run(["ls", "/state/metrics"]).output.decode().split()
+        assert {f"counter_{pid}.db" for pid in info["frontend_pids"]} <= set(files)
+        metrics = urllib.request.urlopen(f"http://{c.get_query_addr()}/metrics", timeout=30).read().decode()
+        assert 'clipper_app_requests_total{app="dfe"} 40.0' in metrics
+        # answers from both processes: each replica container linked to the worker's TCP listener too
+        assert 'clipper_model_live_replicas{model="dfe",version="1"} 2.0' in metrics
+    finally:
+        c.stop_all()
+
+
+def test_a_previous_clusters_replicas_are_removed_before_the_admin_port_answers(docker_client, core_image):
+    """A restarted cluster removes the replica containers its predecessor left. It must do so before its admin
+    port answers: removed any later, they would include the replicas of a deploy made as soon as it answers (which
+    died with code 137 and no output)."""
+    spec, _ = core_image
+    leftover = docker_client.containers.run(
+        spec.tag, ["python", "-c", "import time; time.sleep(600)"], detach=True, network_mode="none",
+        labels={**TEST_LABEL, lb.CLUSTER: "dleft", lb.ROLE: "replica", lb.MODEL: "old:1"})
+    cm = DockerContainerManager("dleft", clipper_query_port=0, clipper_management_port=0,
+                                docker_network="clipper-deploy-test-net", extra_container_kwargs={"labels": TEST_LABEL})
+    c = ClipperConnection(cm)
+    try:
+        c.start_clipper()
+        assert leftover.id not in [x.id for x in docker_client.containers.list(all=True)]
+    finally:
+        c.stop_all()
+        try:
+            leftover.remove(force=True)
+        except Exception:  # noqa: BLE001 - removed by the cluster, as it should be
+            pass

@@ -26,7 +26,7 @@ from ...extras import require_extra
 from ...http_client import request
 from ...naming import validate_name
 from ...replica_auth import SECRET_ENV, new_secret
-from ..admin_client import AdminBackedManager, cache_size_args
+from ..admin_client import AdminBackedManager, cache_size_args, check_frontends
 from ..base import RemoteAddresses
 from . import labels as lb
 from .images import build_model_image, ensure_image, model_image_tag
@@ -44,7 +44,9 @@ class DockerContainerManager(RemoteAddresses, AdminBackedManager):
     published on 127.0.0.1 of the Docker host) or ``"host"`` (the host's network; ports bound to
     127.0.0.1). ``frontend_image``: the image of the frontend (default: the core base image that
     ``clipper-deploy images build`` makes). ``admin_token``: the admin API's token (default: a new
-    random one, kept in the frontend container's environment for ``connect()``).
+    random one, kept in the frontend container's environment for ``connect()``). ``frontends``: how
+    many frontend processes the frontend container runs on its query port (replica containers link to
+    each one's RPC listener on the cluster's network).
     """
 
     def __init__(self, cluster_name: str = "default-cluster", docker_ip_address: str = "localhost",
@@ -54,7 +56,8 @@ class DockerContainerManager(RemoteAddresses, AdminBackedManager):
                  extra_container_kwargs: dict[str, Any] | None = None, *, network_mode: str = "bridge",
                  frontend_image: str | None = None, admin_token: str | None = None,
                  max_request_bytes: int = 16 * 1024 * 1024, max_batch_rows: int = 10_000,
-                 client: Any = None) -> None:
+                 client: Any = None, frontends: int = 1) -> None:
+        check_frontends(frontends)
         if client is None:
             require_extra("docker", "docker", "DockerContainerManager")
         if redis_ip is not None:
@@ -79,6 +82,7 @@ class DockerContainerManager(RemoteAddresses, AdminBackedManager):
         self.admin_token = admin_token
         self.max_request_bytes = max_request_bytes
         self.max_batch_rows = max_batch_rows
+        self.frontends = frontends
         self._client = client
         self.addrs: dict[str, str] | None = None
 
@@ -176,7 +180,7 @@ class DockerContainerManager(RemoteAddresses, AdminBackedManager):
                    "--home", "/state", "--replicas", "docker", "--query-host", hosts[0], "--query-port", str(hosts[1]),
                    "--admin-host", hosts[2], "--admin-port", str(hosts[3]), "--rpc-host", hosts[4],
                    "--rpc-port", str(hosts[5]), "--max-body", str(self.max_request_bytes),
-                   "--max-batch-rows", str(self.max_batch_rows), *cache_args]
+                   "--max-batch-rows", str(self.max_batch_rows), *cache_args, "--frontends", str(self.frontends)]
         # The secret replicas prove to the frontend: in the frontend's environment, which hands it to each
         # replica container's (the engine's API is root-equivalent, so it protects them as well as a file).
         env.update({"CLIPPER_ADMIN_TOKEN": token, SECRET_ENV: new_secret(), "CLIPPER_DOCKER_CLUSTER": self.cluster_name,
