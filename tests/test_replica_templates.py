@@ -322,3 +322,24 @@ def test_warm_replica_template_checks_its_modules_and_caps_the_templates(tmp_pat
         status, body = warm([stdlib[MAX_TEMPLATES - running]])
         assert status == 400 and f"already runs {MAX_TEMPLATES} replica templates" in body["cause"]
         assert len(templates_of(conn.cm.info["pid"])) == MAX_TEMPLATES
+
+
+def test_concurrent_warm_requests_cannot_pass_the_template_cap_together(tmp_path):
+    """The cap is checked under the pool's lock: requests that arrive together see each other's templates."""
+    from clipper_deploy_core.cluster.replica_templates import MAX_TEMPLATES
+
+    stdlib = ["decimal", "fractions", "csv", "uuid", "heapq", "bisect", "textwrap", "difflib", "statistics", "json"]
+
+    async def warm_all():
+        pool = TemplatePool(tmp_path, tmp_path / "logs")
+        try:
+            results = await asyncio.gather(*(pool.warm(sys.executable, (m,)) for m in stdlib),
+                                           return_exceptions=True)
+            return results, sum(not t.reader.done() for t in pool.templates.values())
+        finally:
+            await pool.close()
+
+    results, live = asyncio.run(warm_all())
+    refused = [r for r in results if isinstance(r, ClipperException)]
+    assert live == MAX_TEMPLATES and len(refused) == len(stdlib) - MAX_TEMPLATES
+    assert all(f"already runs {MAX_TEMPLATES} replica templates" in str(r) for r in refused)

@@ -159,18 +159,19 @@ class TemplatePool:
     async def warm(self, python: str, modules: tuple[str, ...]) -> None:
         """Start the template for ``python`` with ``modules`` now, and return without waiting for it: the next
         deploy that needs it (``get``) waits for it instead of starting it then. At most ``MAX_TEMPLATES`` run."""
-        key = (python, modules)
-        live = [k for k, t in self.templates.items() if not t.reader.done()]
-        if key not in live and len(live) >= MAX_TEMPLATES:
-            raise ClipperException(f"This cluster already runs {len(live)} replica templates, the most it keeps; "
-                                   f"not warming one for {', '.join(modules)}")
-        await self._started(python, modules)
+        await self._started(python, modules, cap=MAX_TEMPLATES)
 
-    async def _started(self, python: str, modules: tuple[str, ...]) -> Template:
+    async def _started(self, python: str, modules: tuple[str, ...], cap: int | None = None) -> Template:
+        """The template for ``python`` with ``modules``, started if it is not running. With ``cap``, refuse to
+        start one when ``cap`` already run (checked under the lock, so concurrent requests cannot all pass)."""
         async with self.lock:
             key = (python, modules)
             template = self.templates.get(key)
             if template is None or template.reader.done():
+                live = sum(not t.reader.done() for t in self.templates.values())
+                if cap is not None and live >= cap:
+                    raise ClipperException(f"This cluster already runs {live} replica templates, the most it "
+                                           f"keeps; not warming one for {', '.join(modules)}")
                 self.log_dir.mkdir(parents=True, exist_ok=True)
                 with open(self.log_dir / "template.log", "ab") as log:
                     proc = await asyncio.create_subprocess_exec(
