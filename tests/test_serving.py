@@ -449,3 +449,14 @@ def test_a_port_in_use_fails_start_clipper_with_the_port_named(tmp_path, busy):
             conn.start_clipper()
     assert f"The {busy} port cannot listen on 127.0.0.1:{port}: Address already in use" in str(e.value)
     assert "Traceback" not in str(e.value)
+
+
+def test_a_hand_written_preload_that_is_not_module_names_is_refused_by_the_cluster_process(tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "clipper_deploy_core.cluster", "--name", "x", "--home",
+                           str(tmp_path), "--query-port", "0", "--admin-port", "0", "--rpc-port", "0",
+                           "--preload", "torch,os;rm -rf"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert "--preload must be a list of module names" in proc.stderr and "Traceback" not in proc.stderr

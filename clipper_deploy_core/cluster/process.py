@@ -36,6 +36,7 @@ from ..frontend.offload import Offload
 from ..frontend.prediction_cache import DEFAULT_CACHE_BYTES, PredictionCache
 from ..frontend.query_api import DEFAULT_MAX_BATCH_ROWS
 from ..frontend.state import ClusterState
+from ..naming import validate_module_names
 from ..replica_auth import SECRET_ENV, load_or_create_secret
 from ..wire import EXTRA_FRONTENDS_ENV, MAX_FRAME_ENV, RPC_SOCKET_ENV, UNIX_PATH_MAX, frame_cap_for
 from .frontend_processes import FrontendProcesses
@@ -238,6 +239,10 @@ def main(early: dict[tuple[str, ...], subprocess.Popen[bytes]] | None = None) ->
     p.add_argument("--admin-allowed-hosts", default=os.environ.get("CLIPPER_ADMIN_ALLOWED_HOSTS", ""),
                    help="comma-separated host names (besides IP addresses and localhost) the admin API answers to")
     args = p.parse_args()
+    try:
+        validate_module_names([m for m in args.preload.split(",") if m], "--preload")
+    except ClipperException as e:
+        p.error(str(e))
     if args.frontends < 1:
         p.error("--frontends must be at least 1")
     if args.frontends > 1 and args.replicas == "kubernetes":
