@@ -12,7 +12,8 @@ from ..exceptions import ClipperException
 from ..frontend.admin_api import ReplicaController
 from ..frontend.dispatch import Dispatcher
 from ..frontend.feedback import FeedbackAPI
-from ..frontend.http import App, Limits, bind, make_server
+from ..frontend.http import App, Limits, bind
+from ..frontend.http_server import HttpServer
 from ..frontend.metrics import Metrics
 from ..frontend.offload import Offload
 from ..frontend.openapi import OpenAPIDocs
@@ -36,9 +37,9 @@ def query_app(state: ClusterState, dispatcher: Dispatcher, metrics: Metrics, con
                args.max_body, query_error)
 
 
-async def start_ports(ports: list[tuple[str, App, str, int, Limits, bool]]) -> tuple[list[Any], dict[str, int]]:
-    """Start one uvicorn server per ``(label, app, host, port, limits, reuse_port)`` and wait until all listen:
-    ``([(server, task)], {label: bound port})``. Raises why one could not start."""
+async def start_ports(ports: list[tuple[str, App, str, int, Limits, bool]]) -> tuple[list[HttpServer], dict[str, int]]:
+    """Start one server per ``(label, app, host, port, limits, reuse_port)``; once this returns, all listen:
+    ``([server], {label: bound port})``. Raises why one could not start."""
     servers, bound = [], {}
     for label, app, host, port, limits, reuse_port in ports:
         try:
@@ -46,19 +47,12 @@ async def start_ports(ports: list[tuple[str, App, str, int, Limits, bool]]) -> t
         except OSError as e:
             raise ClipperException(f"The {label} port cannot listen on {host}:{port}: {e.strerror or e}") from None
         bound[label] = sock.getsockname()[1]
-        server = make_server(app, limits)
-        servers.append((server, asyncio.create_task(server.serve(sockets=[sock]))))
-    while not all(server.started for server, _ in servers):
-        if any(task.done() for _, task in servers):
-            for _, task in servers:
-                if task.done():
-                    task.result()  # re-raise why a server could not start
-        await asyncio.sleep(0.01)
+        server = HttpServer(app, limits)
+        await server.start(sock)
+        servers.append(server)
     return servers, bound
 
 
-async def stop_ports(servers: list[Any]) -> None:
+async def stop_ports(servers: list[HttpServer]) -> None:
     """Stop the servers :func:`start_ports` started."""
-    for server, _ in servers:
-        server.should_exit = True
-    await asyncio.gather(*(task for _, task in servers), return_exceptions=True)
+    await asyncio.gather(*(server.stop() for server in servers))
