@@ -25,3 +25,18 @@ def test_a_replica_never_imports_the_serving_side(tmp_path, monkeypatch):
     assert "clipper_deploy_core.replica" in modules and "clipper_deploy_core.bundle.reader" in modules
     loaded = sorted(m for m in modules if any(m == f or m.startswith(f + ".") for f in FORBIDDEN))
     assert not loaded, f"the replica imported {loaded}"
+
+
+def test_the_cluster_process_never_imports_an_unpickler_or_uvicorn(tmp_path, monkeypatch):
+    # The frontend never unpickles a bundle: it verifies bundles (bundle.verify) without importing the loader.
+    monkeypatch.setenv("PYTHONPROFILEIMPORTTIME", "1")
+    with local_cluster("cluster-imports", tmp_path) as conn:
+        create_endpoint(conn, "imp", "doubles", lambda xs: [str(len(x)) for x in xs])
+        assert predict(conn, "imp", {"input": [1.0]})["output"] == 1
+        conn.get_all_model_replicas(verbose=True)
+        log = (conn.cm.dir / "cluster.log").read_text()
+    modules = set(re.findall(r"^import time:\s+\d+ \|\s+\d+ \|\s*(\S+)$", log, re.M))
+    assert "clipper_deploy_core.frontend.http_server" in modules and "clipper_deploy_core.bundle.verify" in modules
+    loaded = sorted(m for m in modules if m.split(".")[0] in ("cloudpickle", "uvicorn", "click")
+                    or m in ("clipper_deploy_core.bundle.reader", "clipper_deploy_core.bundle.writer"))
+    assert not loaded, f"the cluster process imported {loaded}"

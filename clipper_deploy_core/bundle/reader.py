@@ -10,47 +10,15 @@ from typing import Any
 
 import cloudpickle
 
-from ..exceptions import BundleError, BundleIntegrityError, PredictContractError
+from ..exceptions import BundleError, PredictContractError
 from ..inputs import to_batch
 from ..plugin import HOOK_API_VERSION, PluginRegistry, get_registry
-from .manifest import FUNC_NAME, MANIFEST_NAME, MODEL_DIR, Manifest, bundle_digest, python_minor
-from .writer import hash_tree
+from .manifest import FUNC_NAME, MODEL_DIR, Manifest, python_minor
+from .verify import verify_bundle
 
 
 class FrameworkVersionWarning(UserWarning):
     """The framework installed here differs from the one that saved the model."""
-
-
-def read_manifest(bundle_dir: Path | str) -> Manifest:
-    path = Path(bundle_dir) / MANIFEST_NAME
-    if not path.is_file():
-        raise BundleError(f"{bundle_dir} is not a clipper-deploy bundle: {MANIFEST_NAME} is missing")
-    return Manifest.from_json(path.read_text(), str(path))
-
-
-def verify_bundle(bundle_dir: Path | str, expected_digest: str | None = None,
-                  expected_model: tuple[str, str] | None = None) -> Manifest:
-    """Check the manifest's digest (when known), that it holds ``expected_model`` (name, version) when
-    given, and every file's sha256; return the manifest."""
-    root = Path(bundle_dir)
-    manifest = read_manifest(root)
-    if expected_model is not None and (manifest.name, manifest.version) != expected_model:
-        raise BundleError(f"bundle is {manifest.name}:{manifest.version}, not {':'.join(expected_model)}")
-    if expected_digest is not None and bundle_digest(root) != expected_digest:
-        raise BundleIntegrityError(f"bundle {root}: manifest digest {bundle_digest(root)} does not match the "
-                                   f"registered digest {expected_digest}; the bundle was changed after deploy")
-    actual = hash_tree(root)
-    missing = sorted(set(manifest.files) - set(actual))
-    extra = sorted(set(actual) - set(manifest.files))
-    changed = sorted(f for f in manifest.files if f in actual and actual[f] != manifest.files[f])
-    if missing or extra or changed:
-        parts = [f"{label}: {', '.join(files)}" for label, files in
-                 (("missing", missing), ("not in manifest", extra), ("sha256 mismatch", changed)) if files]
-        raise BundleIntegrityError(f"bundle {root} failed its integrity check ({'; '.join(parts)}); "
-                                   f"it was tampered with or truncated, redeploy it")
-    if FUNC_NAME not in manifest.files:
-        raise BundleIntegrityError(f"bundle {root} has no {FUNC_NAME}")
-    return manifest
 
 
 def check_python(manifest: Manifest) -> None:

@@ -17,45 +17,9 @@ import cloudpickle
 from ..exceptions import BundleError, ClipperException
 from ..naming import ModelVersionId, validate_module_names
 from ..plugin import HOOK_API_VERSION, PluginRegistry, get_registry
-from .manifest import FUNC_NAME, MANIFEST_NAME, MODEL_DIR, WARMUP_NAME, Manifest, PluginRef, sha256_file
+from .manifest import FUNC_NAME, MANIFEST_NAME, MODEL_DIR, WARMUP_NAME, Manifest, PluginRef
 from .pickling import dumps_by_value
-
-
-def hash_tree(root: Path) -> dict[str, str]:
-    """sha256 of every regular file under ``root`` except the manifest, keyed by posix relative path."""
-    out: dict[str, str] = {}
-    for p in sorted(root.rglob("*")):
-        if p.is_symlink():
-            raise BundleError(f"bundle file {p.relative_to(root)} is a symlink; bundles hold regular files only")
-        if p.is_file() and p != root / MANIFEST_NAME:
-            out[p.relative_to(root).as_posix()] = sha256_file(p)
-    return out
-
-
-def validate_pkgs(pkgs: Sequence[str] | None) -> list[str]:
-    """``pkgs_to_install`` as clean requirement strings: a package name with optional extras, version
-    specifiers and markers (PEP 508). Options, paths and URLs are refused: each could make pip run code
-    from somewhere other than the package index."""
-    from packaging.requirements import InvalidRequirement, Requirement
-
-    if pkgs is None:
-        return []
-    if isinstance(pkgs, str) or not all(isinstance(p, str) and p.strip() for p in pkgs):
-        raise ClipperException(f"pkgs_to_install must be a list of non-empty strings, got {pkgs!r}")
-    for p in pkgs:
-        # Each entry becomes one pip argument (never a shell word); pip reads a leading '-' as an option.
-        if p.strip().startswith("-"):
-            raise ClipperException(f"pkgs_to_install entry {p!r} looks like a pip option; "
-                                   f"give requirement specifiers only")
-        try:
-            req = Requirement(p)
-        except InvalidRequirement as e:
-            raise ClipperException(f"pkgs_to_install entry {p!r} is not a package name with version specifiers "
-                                   f"(paths and URLs are refused): {e}") from None
-        if req.url:
-            raise ClipperException(f"pkgs_to_install entry {p!r} names a URL; give a package name and version "
-                                   f"specifiers only")
-    return [p.strip() for p in pkgs]
+from .verify import hash_tree, validate_pkgs
 
 
 def save_bundle(

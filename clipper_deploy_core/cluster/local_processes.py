@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ..bundle import read_manifest, verify_bundle
+from ..bundle.verify import read_manifest, verify_bundle
 from ..envs import ensure_env
 from ..exceptions import ClipperException
 from ..frontend.state import Deployment

@@ -234,7 +234,7 @@ class AdminAPI:
         return {}
 
     async def _deploy_replicas(self, b: dict[str, Any]) -> str:
-        from ..bundle.writer import validate_pkgs
+        from ..bundle.verify import validate_pkgs
 
         digest = _str(b, "digest")
         if not DIGEST.fullmatch(digest):

@@ -267,7 +267,7 @@ def build_model_image(client: Any, bundle_dir: Path, base_image: str, tag: str,
     """One image per model version: FROM the base image, ``pkgs_to_install`` installed at build time (never
     when a replica starts), the bundle copied to ``/model`` with its digest, so the replica verifies it."""
     from ...bundle import bundle_digest, read_manifest
-    from ...bundle.writer import validate_pkgs
+    from ...bundle.verify import validate_pkgs
 
     manifest = read_manifest(bundle_dir)
     pkgs = validate_pkgs(pkgs_to_install)
