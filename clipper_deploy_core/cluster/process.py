@@ -41,7 +41,7 @@ from ..replica_auth import SECRET_ENV, load_or_create_secret
 from ..wire import EXTRA_FRONTENDS_ENV, MAX_FRAME_ENV, RPC_SOCKET_ENV, UNIX_PATH_MAX, frame_cap_for
 from .frontend_processes import FrontendProcesses
 from .local_processes import ProcessRunner
-from .query_port import query_app, start_ports, stop_ports
+from .query_port import freeze_startup_objects, query_app, start_ports, stop_ports
 from .query_worker import METRICS_DIR
 from .supervisor import ReplicaRunner, ReplicaSupervisor
 
@@ -188,6 +188,7 @@ async def serve(args: argparse.Namespace, early: dict[tuple[str, ...], subproces
     print(f"cluster listening: {json.dumps(info)}", flush=True)
     if supervisor is not None:
         await supervisor.restore()
+    freeze_startup_objects()
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -28,7 +28,7 @@ from ..frontend.prediction_cache import PredictionCache
 from ..frontend.state import ClusterState, Deployment
 from ..replica_auth import SECRET_ENV
 from ..wire import frame_cap_for
-from .query_port import query_app, start_ports, stop_ports
+from .query_port import freeze_startup_objects, query_app, start_ports, stop_ports
 
 METRICS_DIR = "metrics"  # the frontends' shared prometheus-client files, under the cluster directory
 REPLICA_VIEW = "replicas.json"  # what the cluster process sees of its replicas, for the query workers
@@ -115,6 +115,7 @@ async def serve_worker(args: argparse.Namespace) -> None:
     tmp.replace(status)
     print(f"query worker {args.worker} listening: query {args.query_host}:{args.query_port}, rpc {address}",
           flush=True)
+    freeze_startup_objects()
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
