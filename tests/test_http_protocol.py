@@ -161,3 +161,27 @@ def test_a_percent_encoded_path_is_decoded_before_routing(conn):
         body = json.dumps({"input": [1.0]}).encode()
         s.sendall(b"POST /%6E/predict HTTP/1.1\r\nHost: x\r\n" + b"Content-Length: %d\r\n\r\n" % len(body) + body)
         assert Reader(s).response()[2]["output"] == 1
+
+
+def _requests_counted(conn):
+    from clipper_deploy_core.http_client import request
+
+    status, text = request("GET", f"http://{conn.get_query_addr()}/metrics")
+    assert status == 200
+    return sum(float(line.split()[-1]) for line in text.splitlines()
+               if line.startswith('clipper_app_requests_total{app="n"}'))
+
+
+def test_an_upgrade_request_gets_a_400_and_is_never_answered_by_the_model(conn):
+    before = _requests_counted(conn)
+    with connect(conn) as s:
+        s.sendall(post(2, extra=b"Connection: Upgrade\r\nUpgrade: websocket\r\n"))
+        r = Reader(s)
+        status, _, body = r.response()
+        assert status == 400 and "upgrades" in body["cause"]
+        assert r.closed()
+    assert _requests_counted(conn) == before
+    with connect(conn) as s:  # the counter moves for a request that is answered
+        s.sendall(post(2))
+        assert Reader(s).response()[2]["output"] == 2
+    assert _requests_counted(conn) == before + 1

@@ -245,6 +245,8 @@ class HttpProtocol(asyncio.Protocol):
             self.body_timer.cancel()
             self.body_timer = None
         self.in_head, self.head_bytes, self.url_bytes = True, 0, 0
+        if self.parser.should_upgrade():
+            return  # refused by _feed once the parser raises HttpParserUpgrade: never answered
         method = self.parser.get_method().decode("ascii", "replace")
         try:
             raw_path = httptools.parse_url(self.url).path or b"/"
