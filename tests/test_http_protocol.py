@@ -185,3 +185,27 @@ def test_an_upgrade_request_gets_a_400_and_is_never_answered_by_the_model(conn):
         s.sendall(post(2))
         assert Reader(s).response()[2]["output"] == 2
     assert _requests_counted(conn) == before + 1
+
+
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+def test_a_client_that_sends_a_whole_oversized_body_before_reading_gets_the_413(conn, framing):
+    # 4 MiB, more than the socket buffers hold: had the server closed at once, the rest of the send would meet a
+    # connection reset and the client would never read the 413.
+    payload = b" " * (4 * 1024 * 1024)
+    with connect(conn) as s:
+        if framing == "chunked":
+            head = b"POST /n/predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            s.sendall(head + b"%x\r\n" % len(payload) + payload + b"\r\n0\r\n\r\n")
+        else:
+            s.sendall(b"POST /n/predict HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(payload) + payload)
+        r = Reader(s)
+        status, headers, body = r.response()
+        assert status == 413 and f"limit of {MAX_BODY} bytes" in json.dumps(body)
+        assert headers["connection"] == "close" and r.closed()
+
+
+def test_a_request_line_over_the_cap_sent_whole_before_reading_gets_the_414(conn):
+    with connect(conn) as s:
+        s.sendall(b"GET /" + b"a" * (2 * 1024 * 1024) + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        status, _, body = Reader(s).response()
+        assert status == 414 and "request target" in body["cause"]

@@ -29,6 +29,11 @@ from .http import App, Limits, Request, Response
 
 _STATUS_LINES = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode() for s in HTTPStatus}
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+# After refusing a request whose client may still be sending (413, 414, 431, 400), the connection reads and drops
+# what still arrives, for up to this long and this much, before it closes: a client that sends its whole request
+# before reading then reads the refusal instead of a connection reset (a "lingering close", as nginx does).
+LINGER_S = 2.0
+LINGER_BYTES = 64 * 1024 * 1024
 
 
 def _status_line(status: int) -> bytes:
@@ -101,6 +106,7 @@ class HttpProtocol(asyncio.Protocol):
         self.busy = False  # a request is being answered
         self.pipeline: collections.deque[_Pending] = collections.deque()
         self.write_paused = False
+        self.lingering, self.lingered = False, 0
         self.head_timer: asyncio.TimerHandle | None = None
         self.body_timer: asyncio.TimerHandle | None = None
         self.idle_timer: asyncio.TimerHandle | None = None
@@ -120,7 +126,8 @@ class HttpProtocol(asyncio.Protocol):
             oldest = next(iter(conns.waiting), None)
             if oldest is None:
                 self._reject(503, "Service unavailable", f"The server holds its maximum of "
-                                                         f"{self.limits.max_connections} connections; retry shortly")
+                                                         f"{self.limits.max_connections} connections; retry shortly",
+                             linger=False)
                 return
             oldest._close_quietly()
         conns.waiting[self] = None
@@ -147,14 +154,34 @@ class HttpProtocol(asyncio.Protocol):
         self.conns.open.discard(self)  # counted out now: its connection_lost comes on a later turn of the loop
         self.transport.close()
 
-    def _reject(self, status: int, reason: str, cause: str) -> None:
+    def _reject(self, status: int, reason: str, cause: str, linger: bool = True) -> None:
+        self._refuse(_raw_error(status, reason, cause), linger)
+
+    def _refuse(self, answer: bytes, linger: bool) -> None:
+        """Send ``answer`` and end the connection: at once, or after a lingering close."""
         self.conns.waiting.pop(self, None)
-        if not self.transport.is_closing():
-            self.transport.write(_raw_error(status, reason, cause))
+        if self.transport.is_closing() or self.lingering:
+            return
+        self.transport.write(answer)
+        if not linger or not self.transport.can_write_eof():
             self.transport.close()
+            return
+        self.transport.write_eof()  # the answer is whole: the client sees it end while we drain what it sends
+        self.lingering, self.in_head = True, False
+        self.pipeline.clear()
+        self.idle_timer = self.loop.call_later(LINGER_S, self.transport.close)
+
+    def eof_received(self) -> bool:
+        """The client is done sending: the connection closes (a lingering one has nothing more to wait for)."""
+        return False
 
     # --- bytes in ---------------------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
+        if self.lingering:
+            self.lingered += len(data)
+            if self.lingered > LINGER_BYTES:
+                self.transport.close()
+            return
         if self.idle_timer is not None:
             self.idle_timer.cancel()
             self.idle_timer = None
@@ -234,10 +261,7 @@ class HttpProtocol(asyncio.Protocol):
         raise _Refused
 
     def _respond_now(self, resp: Response) -> None:
-        self.conns.waiting.pop(self, None)
-        if not self.transport.is_closing():
-            self.transport.write(encode_response(resp, keep_alive=False))
-            self.transport.close()
+        self._refuse(encode_response(resp, keep_alive=False), linger=True)
 
     def on_message_complete(self) -> None:
         """The request is whole: answered now, or after those before it on this connection."""
@@ -283,7 +307,7 @@ class HttpProtocol(asyncio.Protocol):
             resp = self.app.error(500, f"Internal error answering {request.method} {request.path}")
         keep_alive = pending.keep_alive and not self.conns.closing
         self.busy = False
-        if self.transport.is_closing():
+        if self.transport.is_closing() or self.lingering:
             return
         self.transport.write(encode_response(resp, keep_alive, head_only=request.method == "HEAD"))
         if not keep_alive:
@@ -311,7 +335,7 @@ class HttpProtocol(asyncio.Protocol):
         if self.in_head and not self.busy and not self.pipeline:
             if self.head_bytes:
                 self._reject(408, "Request timeout", f"The request's head did not arrive within "
-                                                     f"{self.limits.head_timeout:g}s")
+                                                     f"{self.limits.head_timeout:g}s", linger=False)
             else:
                 self._close_quietly()
 
@@ -319,7 +343,7 @@ class HttpProtocol(asyncio.Protocol):
         self.body_timer = None
         if not self.in_head:
             self._reject(408, "Request timeout", f"The request's body did not arrive within "
-                                                 f"{self.limits.body_timeout:g}s")
+                                                 f"{self.limits.body_timeout:g}s", linger=False)
 
     def shut(self) -> None:
         """Server stopping: close now if idle, else after the response in progress."""
