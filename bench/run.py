@@ -262,7 +262,11 @@ def scale_up_and_restart(conn, name: str) -> tuple[float, float]:
     victim = ready()[0]["pid"]
     started = time.perf_counter()
     os.kill(victim, signal.SIGKILL)
-    wait_until(lambda: len(ready()) == 2 and victim not in [r["pid"] for r in ready()], "the restart", timeout=120)
+    def replaced() -> bool:
+        pids = [r["pid"] for r in ready()]  # one snapshot: two calls could see the victim ready, then restarting
+        return len(pids) == 2 and victim not in pids
+
+    wait_until(replaced, "the restart", timeout=120)
     return scale, time.perf_counter() - started
 
 
