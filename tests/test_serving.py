@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import threading
 import time
@@ -13,7 +14,7 @@ import pytest
 from clipper_deploy_core import ClipperConnection, ClipperException, LocalContainerManager, UnconnectedException
 from clipper_deploy_core.bundle import save_bundle
 from clipper_deploy_core.deployers.python import create_endpoint, deploy_python_closure
-from clipper_deploy_core.testing import wait_until
+from clipper_deploy_core.testing import predict, wait_until
 
 
 def post(conn, path, body, raw=None):
@@ -460,3 +461,17 @@ def test_a_hand_written_preload_that_is_not_module_names_is_refused_by_the_clust
                            "--preload", "torch,os;rm -rf"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2, proc.stderr
     assert "--preload must be a list of module names" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_killed_replica_restarts_at_once_and_one_that_keeps_dying_backs_off(conn):
+    create_endpoint(conn, "phoenix", "doubles", lambda xs: [str(len(x)) for x in xs])
+    waits = []
+    for _ in range(3):
+        (rep,) = [r for r in conn.get_all_model_replicas(verbose=True) if r["model_name"] == "phoenix"]
+        os.kill(rep["pid"], signal.SIGKILL)
+        wait_until(lambda pid=rep["pid"]: any(r["model_name"] == "phoenix" and r["status"] == "ready"
+                                              and r["pid"] != pid for r in conn.get_all_model_replicas(verbose=True)),
+                   what="the replica to come back")
+        waits = [float(w) for w in re.findall(r"restarting in ([0-9.]+)s", Path(rep["log"]).read_text())]
+    assert waits == [0.0, 0.2, 0.4]
+    assert predict(conn, "phoenix", {"input": [1.0, 2.0]})["output"] == 2
