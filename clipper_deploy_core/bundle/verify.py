@@ -57,7 +57,7 @@ def validate_pkgs(pkgs: Sequence[str] | None) -> list[str]:
     """``pkgs_to_install`` as clean requirement strings: a package name with optional extras, version
     specifiers and markers (PEP 508). Options, paths and URLs are refused: each could make pip run code
     from somewhere other than the package index."""
-    if pkgs is None:
+    if pkgs is None or (isinstance(pkgs, (list, tuple)) and not pkgs):
         return []
     from packaging.requirements import InvalidRequirement, Requirement  # 0.1 s or more: only when there are pkgs
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..exceptions import ClipperException
+from ..frontend import warm_imports
 from ..frontend.admin_api import AdminAPI, ReplicaController
 from ..frontend.admin_guard import AdminGuard, admin_error
 from ..frontend.dashboard import Dashboard
@@ -144,6 +145,7 @@ async def serve(args: argparse.Namespace, early: dict[tuple[str, ...], subproces
         rpc_unix = await asyncio.start_unix_server(dispatcher.handle_replica, path=str(unix_path))
         supervisor.replica_env[RPC_SOCKET_ENV] = str(unix_path)
 
+    warm_imports.start()  # beside the rest of the start; a deploy waits for it (admin_api)
     offload = Offload()
     transaction = store.transaction if store else (state.transaction if several else None)
     query = query_app(state, dispatcher, metrics, controller, args, offload, transaction)

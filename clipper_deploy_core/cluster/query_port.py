@@ -6,8 +6,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import importlib
-import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -31,9 +29,6 @@ def query_app(state: ClusterState, dispatcher: Dispatcher, metrics: Metrics, con
               args: argparse.Namespace, offload: Offload, transaction: Transaction | None) -> App:
     """The query port's app. ``transaction`` runs a read-modify-write of the state that other frontends may race
     (what a selection policy learns from feedback); None where this process is the state's only writer."""
-    # The first query's body becomes a numpy array: import numpy beside the rest of the start (and the first
-    # deploy) rather than inside that query (0.1 s with bytecode, 0.3 s without).
-    threading.Thread(target=importlib.import_module, args=("numpy",), name="import-numpy", daemon=True).start()
     query_api = QueryAPI(state, dispatcher, metrics, controller.expected, args.max_batch_rows, offload,
                          controller.failure)
     metrics.watch_replicas(controller.replicas)

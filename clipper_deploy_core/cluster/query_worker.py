@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..exceptions import ClipperException
+from ..frontend import warm_imports
 from ..frontend.dispatch import Dispatcher
 from ..frontend.http import Limits, raise_file_limit
 from ..frontend.metrics import Metrics
@@ -105,6 +106,7 @@ async def serve_worker(args: argparse.Namespace) -> None:
         host, _, port = where.rpartition(":")
         rpc = await asyncio.start_server(dispatcher.handle_replica, host, int(port))
         address = f"tcp:{host}:{rpc.sockets[0].getsockname()[1]}"
+    warm_imports.run()  # before it listens: the cluster's deploys wait for the cluster process's import only
     offload = Offload()
     app = query_app(state, dispatcher, metrics, controller, args, offload, state.transaction)
     limits = Limits.from_env(max(64, raise_file_limit() - 256))

@@ -17,6 +17,7 @@ from ..exceptions import ClipperException
 from ..naming import validate_module_names
 from ..selection.policy import PolicyError
 from ..selection.registry import policy_class
+from . import warm_imports
 from .admin_guard import TOKEN_HEADER, AdminGuard, admin_error
 from .http import Request, Response, json_response, text_response
 from .state import ClusterState, Deployment
@@ -247,6 +248,7 @@ class AdminAPI:
                        bundle=_str(b, "bundle_dir") if "bundle_dir" in b else None,
                        image=_str(b, "image") if "image" in b else None)
         await self.controller.deploy(d)
+        await warm_imports.wait()  # the first query after the deploy must not wait on the frontend's imports
         return f"Started {d.num_replicas} replica(s) of {d.name}:{d.version}"
 
     async def _set_num_replicas(self, b: dict[str, Any]) -> str:
