@@ -1,9 +1,9 @@
 """Replica templates started before the cluster process imports anything heavy.
 
-The cluster process spends most of its start importing the frontend (prometheus-client, numpy, httptools); a template
-spends its start importing the replica runtime and the frameworks. Started first, the two overlap, so the first
-deploy after ``start_clipper`` forks its replica from a template that is already warm. This module is imported
-before everything else, so it imports only the standard library.
+The cluster process spends most of its start importing the frontend (prometheus-client, httptools; numpy follows
+in a thread); a template spends its start importing the replica runtime and the frameworks. Started first, the two
+overlap, so the first deploy after ``start_clipper`` forks its replica from a template that is already warm. This
+module is imported before everything else, so it imports only the standard library.
 """
 
 from __future__ import annotations

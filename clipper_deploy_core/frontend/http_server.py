@@ -169,7 +169,7 @@ class HttpProtocol(asyncio.Protocol):
         self.transport.write_eof()  # the answer is whole: the client sees it end while we drain what it sends
         self.lingering, self.in_head = True, False
         self.pipeline.clear()
-        self.idle_timer = self.loop.call_later(LINGER_S, self.transport.close)
+        self.idle_timer = self.loop.call_later(LINGER_S, self.transport.close)  # the idle slot: nothing else idles now
 
     def eof_received(self) -> bool:
         """The client is done sending: the connection closes (a lingering one has nothing more to wait for)."""
