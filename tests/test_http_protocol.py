@@ -209,3 +209,28 @@ def test_a_request_line_over_the_cap_sent_whole_before_reading_gets_the_414(conn
         s.sendall(b"GET /" + b"a" * (2 * 1024 * 1024) + b" HTTP/1.1\r\nHost: x\r\n\r\n")
         status, _, body = Reader(s).response()
         assert status == 414 and "request target" in body["cause"]
+
+
+def test_a_client_that_half_closes_after_its_requests_still_gets_every_answer(conn):
+    # Some clients (nc -N, scripted ones) shut their sending side once the request is out, then read.
+    with connect(conn) as s:
+        s.sendall(post(3) + post(4))
+        s.shutdown(socket.SHUT_WR)
+        r = Reader(s)
+        first, second = r.response(), r.response()
+        assert (first[0], first[2]["output"]) == (200, 3)
+        assert (second[0], second[2]["output"]) == (200, 4)
+        assert r.closed()
+    with connect(conn) as s:
+        s.sendall(post(5))
+        s.shutdown(socket.SHUT_WR)
+        r = Reader(s)
+        status, _, body = r.response()
+        assert (status, body["output"]) == (200, 5) and r.closed()
+
+
+def test_a_client_that_half_closes_before_its_request_is_whole_is_closed(conn):
+    with connect(conn) as s:
+        s.sendall(post(3)[:-5])
+        s.shutdown(socket.SHUT_WR)
+        assert Reader(s).closed()

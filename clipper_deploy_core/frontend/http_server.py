@@ -9,7 +9,8 @@ Every connection is bounded (:class:`~.http.Limits`): the request line (414) and
 before the parser buffers them, a body past ``max_body`` is answered 413 before it is read, a head or body that
 does not arrive in time is answered 408, idle keep-alive connections close, and past the connection cap the oldest
 connection that is only waiting (no request in progress) makes room, else the new one gets a 503. Pipelined
-requests are answered in order, one at a time; a client that does not read its responses stops being read.
+requests are answered in order, one at a time; a client that does not read its responses stops being read. A client
+that half-closes after sending still gets the answers to what it sent before the connection closes.
 """
 
 from __future__ import annotations
@@ -107,6 +108,7 @@ class HttpProtocol(asyncio.Protocol):
         self.pipeline: collections.deque[_Pending] = collections.deque()
         self.write_paused = False
         self.lingering, self.lingered = False, 0
+        self.client_done = False  # the client half-closed: answer what it sent, then close
         self.head_timer: asyncio.TimerHandle | None = None
         self.body_timer: asyncio.TimerHandle | None = None
         self.idle_timer: asyncio.TimerHandle | None = None
@@ -172,8 +174,12 @@ class HttpProtocol(asyncio.Protocol):
         self.idle_timer = self.loop.call_later(LINGER_S, self.transport.close)  # the idle slot: nothing else idles now
 
     def eof_received(self) -> bool:
-        """The client is done sending: the connection closes (a lingering one has nothing more to wait for)."""
-        return False
+        """The client is done sending. The requests it sent are still answered, as a client may half-close after
+        its last request and then read; with none left (or while lingering), the connection closes."""
+        if self.lingering or not (self.busy or self.pipeline):
+            return False
+        self.client_done = True
+        return True  # keep our side open for the answers
 
     # --- bytes in ---------------------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
@@ -309,6 +315,7 @@ class HttpProtocol(asyncio.Protocol):
         self.busy = False
         if self.transport.is_closing() or self.lingering:
             return
+        keep_alive = keep_alive and not (self.client_done and not self.pipeline)
         self.transport.write(encode_response(resp, keep_alive, head_only=request.method == "HEAD"))
         if not keep_alive:
             self.transport.close()
