@@ -7,9 +7,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
-import cloudpickle
-
-from .deployers.common import validate_deploy_args, validate_labels
+from .deploy_args import validate_deploy_args, validate_labels
 from .exceptions import ClipperException, UnconnectedException
 from .http_client import admin_post, request
 from .inputs import canonical_input_type, to_batch, validate_input
@@ -247,5 +245,7 @@ class ClipperConnection:
         else:
             raise ClipperException("query must have an 'input' or 'input_batch' key")
         inputs = [validate_input(input_type, x) for x in raw]
+        import cloudpickle  # only here: a connection that never tests a function locally need not import it
+
         reloaded = cloudpickle.loads(cloudpickle.dumps(func))
         return reloaded(to_batch(input_type, inputs))

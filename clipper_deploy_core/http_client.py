@@ -1,10 +1,11 @@
-"""A small JSON-over-HTTP client on the standard library (the admin API's client side)."""
+"""A small JSON-over-HTTP client on the standard library (the admin API's client side).
+
+urllib is imported on the first request, not with this module: ``start_clipper`` imports it while the cluster
+process starts, rather than before (0.1 to 0.3 s where nothing is precompiled)."""
 
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from typing import Any
 
 from .exceptions import ClipperException
@@ -12,6 +13,9 @@ from .exceptions import ClipperException
 
 def request(method: str, url: str, body: Any = None, timeout: float = 30.0,
             headers: dict[str, str] | None = None) -> tuple[int, str]:
+    import urllib.error
+    import urllib.request
+
     data = body if body is None or isinstance(body, bytes) else json.dumps(body).encode()
     req = urllib.request.Request(url, data=data, method=method,
                                  headers={"Content-Type": "application/json", **(headers or {})})

@@ -1,8 +1,12 @@
-"""A replica imports only what serving a model needs: never a manager, the frontend, docker, kubernetes,
+"""Each process imports only what it uses. A replica: never a manager, the frontend, docker, kubernetes,
 prometheus_client or uvicorn. Checked on a real replica process, from Python's own import log (the replica's,
-and its template's: a replica forked from a template inherits what the template imported)."""
+and its template's: a replica forked from a template inherits what the template imported). The cluster process
+and the user's script: nothing before it is needed, since their imports are the start of every cold start."""
 
+import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 from clipper_deploy_core.deployers.python import create_endpoint
@@ -37,6 +41,21 @@ def test_the_cluster_process_never_imports_an_unpickler_or_uvicorn(tmp_path, mon
         log = (conn.cm.dir / "cluster.log").read_text()
     modules = set(re.findall(r"^import time:\s+\d+ \|\s+\d+ \|\s*(\S+)$", log, re.M))
     assert "clipper_deploy_core.frontend.http_server" in modules and "clipper_deploy_core.bundle.verify" in modules
-    loaded = sorted(m for m in modules if m.split(".")[0] in ("cloudpickle", "uvicorn", "click")
+    # multiprocessing only parses large bodies (frontend.offload): a start without them does not import it
+    loaded = sorted(m for m in modules if m.split(".")[0] in ("cloudpickle", "uvicorn", "click", "multiprocessing")
                     or m in ("clipper_deploy_core.bundle.reader", "clipper_deploy_core.bundle.writer"))
     assert not loaded, f"the cluster process imported {loaded}"
+
+
+def test_a_script_that_imports_the_connection_and_manager_starts_the_cluster_before_the_heavy_imports():
+    # start_clipper() starts the cluster process: what the script imports before it is on every cold start's path.
+    # The deployers, the plugin registry, cloudpickle and urllib load when first used, beside the cluster's start.
+    code = ("import sys, json; from clipper_deploy_core import ClipperConnection, LocalContainerManager; "
+            "print(json.dumps(sorted(sys.modules)))")
+    modules = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                        check=True).stdout)
+    assert "clipper_deploy_core.managers.local.manager" in modules
+    early = [m for m in modules if m.split(".")[0] in ("cloudpickle", "pluggy", "numpy")
+             or m in ("urllib.request", "clipper_deploy_core.deployers.common", "clipper_deploy_core.bundle.writer",
+                      "clipper_deploy_core.plugin")]
+    assert not early, f"importing ClipperConnection and LocalContainerManager imported {early}"

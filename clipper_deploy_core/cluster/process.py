@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import importlib
 import json
 import os
 import shutil
@@ -20,7 +19,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -89,10 +87,7 @@ async def serve(args: argparse.Namespace, early: dict[tuple[str, ...], subproces
     os.umask(0o077)  # state, secret, token, logs and bundles hold code and data: this user's alone
     home.mkdir(parents=True, exist_ok=True)
     home.chmod(0o700)
-    # The query path encodes batches with numpy: import it (~0.25 s) before the first query, but beside the start
-    # rather than in it: start_clipper returns sooner, and the user's first deploy takes longer than the import.
-    threading.Thread(target=importlib.import_module, args=("numpy",), name="import-numpy", daemon=True).start()
-
+    warm_imports.start()  # beside the rest of the start; a deploy waits for it (admin_api)
     several = args.frontends > 1
     metrics_dir = home / METRICS_DIR
     if several:  # a fresh count: the files of a previous run's processes would be summed in
@@ -145,7 +140,6 @@ async def serve(args: argparse.Namespace, early: dict[tuple[str, ...], subproces
         rpc_unix = await asyncio.start_unix_server(dispatcher.handle_replica, path=str(unix_path))
         supervisor.replica_env[RPC_SOCKET_ENV] = str(unix_path)
 
-    warm_imports.start()  # beside the rest of the start; a deploy waits for it (admin_api)
     offload = Offload()
     transaction = store.transaction if store else (state.transaction if several else None)
     query = query_app(state, dispatcher, metrics, controller, args, offload, transaction)

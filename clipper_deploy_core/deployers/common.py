@@ -17,6 +17,7 @@ from ..bundle.check import run_check
 from ..bundle.manifest import python_minor
 from ..bundle.writer import write_bundle
 from ..connection import ConnectionInterface
+from ..deploy_args import validate_deploy_args, validate_labels
 from ..envs import ensure_env
 from ..exceptions import ClipperException
 from ..naming import ModelVersionId, validate_name
@@ -30,25 +31,6 @@ class DeployResult:
     plugin: str
     input_type: str
     sample_outputs: list[str] | None = None
-
-
-def validate_labels(labels: Sequence[str] | None) -> list[str]:
-    if labels is None:
-        return []
-    if isinstance(labels, str) or not all(isinstance(lb, str) for lb in labels):
-        raise ClipperException(f"labels must be a list of strings, got {labels!r}")
-    for lb in labels:
-        if "," in lb or ":" in lb:
-            raise ClipperException(f"Invalid label {lb!r}: labels must not contain ',' or ':'")
-    return list(labels)
-
-
-def validate_deploy_args(num_replicas: object, batch_size: object) -> None:
-    if not isinstance(num_replicas, int) or isinstance(num_replicas, bool) or num_replicas < 0:
-        raise ClipperException(f"num_replicas must be an integer >= 0, got {num_replicas!r}")
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or not (batch_size == -1 or batch_size > 0):
-        raise ClipperException(f"batch_size must be a positive integer, or -1 for adaptive batching; "
-                               f"got {batch_size!r}")
 
 
 def resolve_base_image(plugin: str, base_image: str | None) -> str:

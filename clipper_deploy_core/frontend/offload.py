@@ -8,13 +8,13 @@ parsed in place: they cost less than a millisecond or two. The helper starts on 
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .rest_body import BodyError
+
+if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
 
 LARGE_BODY = 128 * 1024
 T = TypeVar("T")
@@ -30,6 +30,11 @@ class Offload:
         """``fn(body, *args)``: in place for a small body, else in the helper process (one at a time)."""
         if len(body) <= self.threshold:
             return fn(body, *args)
+        # imported on the first large body, not at the cluster's start: multiprocessing is a tenth of its imports
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+        from concurrent.futures.process import BrokenProcessPool
+
         if self._pool is None:
             self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
         try:
