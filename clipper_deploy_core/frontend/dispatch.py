@@ -202,11 +202,15 @@ class Dispatcher:
     async def _serve(self, key: Key, rid: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                      inflight: list[Task], stop: asyncio.Future[None]) -> None:
         loop = asyncio.get_running_loop()
-        reply: asyncio.Future[dict[str, Any] | None] | None = None
+        reply: asyncio.Future[bool] | None = None  # True once the batch in flight is answered
+        started = 0.0
         lost = False
+        queue = self.queues.get(key) or self.queue(key, -1)
+        policy = policy_for(queue.batch_size)
 
         async def read_loop() -> None:
-            # Reads all the time, so a replica that dies while idle is noticed at once.
+            # Reads all the time, so a replica that dies while idle is noticed at once. A reply resolves its queries
+            # here, on the turn of the loop it arrives in: their handlers answer before the next batch is sent.
             nonlocal lost
             try:
                 while True:
@@ -215,18 +219,20 @@ class Dispatcher:
                         if not stop.done():
                             stop.set_result(None)
                     elif reply is not None and not reply.done():
-                        reply.set_result(msg)
+                        latency = time.monotonic() - started
+                        policy.observe(len(inflight), latency, min(t.slo for t in inflight))
+                        self._resolve(key, inflight, msg, latency)
+                        inflight.clear()
+                        reply.set_result(True)
             except (asyncio.IncompleteReadError, ConnectionError, OSError, ValueError):
                 pass
             lost = True
             if reply is not None and not reply.done():
-                reply.set_result(None)
+                reply.set_result(False)
             if not stop.done():
                 stop.set_result(None)
 
         reading = asyncio.create_task(read_loop())
-        queue = self.queues.get(key) or self.queue(key, -1)
-        policy = policy_for(queue.batch_size)
         cap_gauge = self.metrics.batch_size_limit.labels(key[0], key[1], str(rid))
         try:
             while True:
@@ -239,18 +245,12 @@ class Dispatcher:
                         raise ConnectionError("replica connection closed")
                     return  # drained: nothing in flight, the replica exits when we hang up
                 inflight[:] = batch
-                msg_id = next(self._ids)
                 started = time.monotonic()
                 reply = loop.create_future()
-                writer.write(wire.encode_batch(msg_id, [t.input for t in batch]))
+                writer.write(wire.encode_batch(next(self._ids), [t.input for t in batch]))
                 await writer.drain()
-                answer = await reply
-                if answer is None:
+                if not await reply:
                     raise ConnectionError("replica connection closed")
-                latency = time.monotonic() - started
-                policy.observe(len(batch), latency, min(t.slo for t in batch))
-                self._resolve(key, batch, answer, latency)
-                inflight.clear()
         finally:
             reading.cancel()
             self.metrics.unlabel(self.metrics.batch_size_limit, key[0], key[1], str(rid))
