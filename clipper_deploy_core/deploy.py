@@ -8,7 +8,6 @@ from typing import Any
 from .connection import ConnectionInterface
 from .deployers.common import DeployResult, create_model_endpoint, next_version
 from .naming import name_from_function
-from .plugin import get_registry, select_plugin
 
 
 def deploy(
@@ -28,6 +27,8 @@ def deploy(
     the bundle in a fresh process first, and the deploy is refused if the outputs break the
     contract. ``framework_options`` go to the plugin's ``save_model`` (e.g. ``sc=`` for PySpark).
     """
+    from .plugin import get_registry, select_plugin  # on the first deploy: see deployers.common
+
     plugin = select_plugin(model, get_registry(), framework)
     name = name or name_from_function(fn)
     version = version if version is not None else next_version(conn, name)

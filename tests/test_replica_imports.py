@@ -47,15 +47,16 @@ def test_the_cluster_process_never_imports_an_unpickler_or_uvicorn(tmp_path, mon
     assert not loaded, f"the cluster process imported {loaded}"
 
 
-def test_a_script_that_imports_the_connection_and_manager_starts_the_cluster_before_the_heavy_imports():
+def test_a_script_that_imports_the_connection_manager_and_deployer_starts_the_cluster_before_heavy_imports():
     # start_clipper() starts the cluster process: what the script imports before it is on every cold start's path.
-    # The deployers, the plugin registry, cloudpickle and urllib load when first used, beside the cluster's start.
+    # The bundle writer, the plugin registry, cloudpickle and urllib load when first used, beside the cluster's start.
     code = ("import sys, json; from clipper_deploy_core import ClipperConnection, LocalContainerManager; "
+            "from clipper_deploy_core.deployers.python import create_endpoint; from clipper_deploy_core import deploy; "
             "print(json.dumps(sorted(sys.modules)))")
     modules = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                         check=True).stdout)
     assert "clipper_deploy_core.managers.local.manager" in modules
     early = [m for m in modules if m.split(".")[0] in ("cloudpickle", "pluggy", "numpy")
-             or m in ("urllib.request", "clipper_deploy_core.deployers.common", "clipper_deploy_core.bundle.writer",
+             or m in ("urllib.request", "clipper_deploy_core.bundle.writer", "clipper_deploy_core.bundle.check",
                       "clipper_deploy_core.plugin")]
-    assert not early, f"importing ClipperConnection and LocalContainerManager imported {early}"
+    assert not early, f"importing ClipperConnection, LocalContainerManager and a deployer imported {early}"

@@ -237,10 +237,10 @@ def test_on_a_local_cluster_the_first_replica_is_the_load_check_and_a_failure_le
         conn, tmp_path, monkeypatch):
     """deploy() skips its fresh-process check where replicas load locally: the replica's traceback fails the
     deploy, and create_endpoint registers its app only once the replica serves."""
-    import clipper_deploy_core.deployers.common as common
+    import clipper_deploy_core.bundle.check as check
 
-    checks, real_check = [], common.run_check
-    monkeypatch.setattr(common, "run_check", lambda *a, **kw: checks.append(a) or real_check(*a, **kw))
+    checks, real_check = [], check.run_check
+    monkeypatch.setattr(check, "run_check", lambda *a, **kw: checks.append(a) or real_check(*a, **kw))
     (tmp_path / "parent_only2.py").write_text("class Thing:\n    pass\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     import parent_only2

@@ -2,6 +2,10 @@
 
 Each framework's ``deploy_<fw>_model`` / ``create_endpoint`` is a thin call into
 :func:`deploy_model_bundle` and :func:`create_model_endpoint` with its plugin's name.
+
+The bundle writer, the check and the plugin registry (with cloudpickle and pluggy) are imported on the first deploy,
+not with a deployer: a script imports its deployer before ``start_clipper()``, and what it imports later overlaps
+with the cluster process's start.
 """
 
 from __future__ import annotations
@@ -13,15 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..bundle.check import run_check
-from ..bundle.manifest import python_minor
-from ..bundle.writer import write_bundle
 from ..connection import ConnectionInterface
 from ..deploy_args import validate_deploy_args, validate_labels
-from ..envs import ensure_env
 from ..exceptions import ClipperException
 from ..naming import ModelVersionId, validate_name
-from ..plugin import get_registry
 
 
 @dataclass(frozen=True)
@@ -35,6 +34,9 @@ class DeployResult:
 
 def resolve_base_image(plugin: str, base_image: str | None) -> str:
     if base_image in (None, "default"):
+        from ..bundle.manifest import python_minor
+        from ..plugin import get_registry
+
         return str(get_registry().call(plugin, "base_image", python_version=python_minor()))
     return base_image
 
@@ -44,6 +46,10 @@ def checked_bundle(model_id: ModelVersionId, func: Callable[..., Any], *, model:
                    options: Mapping[str, Any] | None, pkgs_to_install: Sequence[str] | None,
                    sample_inputs: Sequence[Any] | None, check: bool = True) -> Iterator[tuple[Path, list[str] | None]]:
     """Write the bundle to a temporary directory and (with ``check``) load it in a fresh process before yielding it."""
+    from ..bundle.check import run_check
+    from ..bundle.writer import write_bundle
+    from ..envs import ensure_env
+
     bundle = write_bundle(None, model_id, func, model=model, plugin=plugin, options=options,
                           pkgs_to_install=pkgs_to_install, sample_inputs=sample_inputs)
     try:
