@@ -13,13 +13,15 @@ one in flight is answered (the replica is leaving; see replica.links).
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import struct
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
+
+if TYPE_CHECKING:  # the frontend's side only: a replica never imports asyncio
+    import asyncio
 
 HEADER = struct.Struct("<I")
 # After the handshake, frames are capped near the query port's request cap: a batch is at most what the

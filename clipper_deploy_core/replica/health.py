@@ -14,8 +14,11 @@ from __future__ import annotations
 import json
 import os
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # http.server is imported only when the health port is asked for
+    from http.server import ThreadingHTTPServer
 
 DEFAULT_PORT_FILE = "/tmp/clipper-health-port"
 
@@ -26,6 +29,8 @@ class ReplicaHealth:
         self.server: ThreadingHTTPServer | None = None
 
     def start(self, port: int, port_file: str | None, host: str = "127.0.0.1") -> int:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
         health = self
 
         class Handler(BaseHTTPRequestHandler):
