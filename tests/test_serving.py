@@ -452,6 +452,33 @@ def test_a_port_in_use_fails_start_clipper_with_the_port_named(tmp_path, busy):
     assert "Traceback" not in str(e.value)
 
 
+def test_the_cluster_process_says_on_its_ready_pipe_once_it_listens(tmp_path):
+    # start_clipper() waits on this pipe, not on a poll: it returns as soon as the cluster listens.
+    import json
+    import os
+    import select
+    import subprocess
+    import sys
+    import urllib.request
+
+    r, w = os.pipe()
+    proc = subprocess.Popen([sys.executable, "-m", "clipper_deploy_core.cluster", "--name", "x", "--home",
+                             str(tmp_path), "--query-port", "0", "--admin-port", "0", "--rpc-port", "0",
+                             "--ready-fd", str(w)], pass_fds=(w,), env={**os.environ, "CLIPPER_ADMIN_TOKEN": "t"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(w)
+    try:
+        assert select.select([r], [], [], 60)[0], "no word on the ready pipe within 60 s"
+        assert os.read(r, 1) == b"1"
+        info = json.loads((tmp_path / "cluster.json").read_text())  # written before the word
+        assert urllib.request.urlopen(f"http://{info['admin']}/admin/ping", timeout=10).status == 200
+        assert os.read(r, 1) == b""  # and the pipe closed: nothing else is ever written there
+    finally:
+        os.close(r)
+        proc.terminate()
+        proc.wait(30)
+
+
 def test_a_hand_written_preload_that_is_not_module_names_is_refused_by_the_cluster_process(tmp_path):
     import subprocess
     import sys

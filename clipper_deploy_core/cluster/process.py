@@ -182,6 +182,12 @@ async def serve(args: argparse.Namespace, early: dict[tuple[str, ...], subproces
     tmp.write_text(json.dumps(info))
     tmp.replace(home / "cluster.json")
     print(f"cluster listening: {json.dumps(info)}", flush=True)
+    if args.ready_fd is not None:  # LocalContainerManager.start_clipper waits on this pipe
+        try:
+            os.write(args.ready_fd, b"1")
+            os.close(args.ready_fd)
+        except OSError:  # the starter is gone: cluster.json says the same
+            pass
     if supervisor is not None:
         await supervisor.restore()
     freeze_startup_objects()
@@ -226,6 +232,7 @@ def main(early: dict[tuple[str, ...], subprocess.Popen[bytes]] | None = None) ->
                    help="frontend processes serving the query port (SO_REUSEPORT); replicas link to each")
     p.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)  # a query worker's index
     p.add_argument("--rpc-listen", default=None, help=argparse.SUPPRESS)  # where a query worker links replicas
+    p.add_argument("--ready-fd", type=int, default=None, help=argparse.SUPPRESS)  # gets a byte once listening
     p.add_argument("--preload", default="", help="comma-separated modules a local replica template imports at start")
     p.add_argument("--max-body", type=int, default=DEFAULT_MAX_BODY)
     p.add_argument("--cache-size", type=int, default=DEFAULT_CACHE_BYTES, help="prediction cache bytes (0: off)")

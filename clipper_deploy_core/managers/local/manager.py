@@ -6,6 +6,7 @@ import json
 import os
 import re
 import secrets
+import select
 import shutil
 import signal
 import subprocess
@@ -134,27 +135,47 @@ class LocalContainerManager(AdminBackedManager):
         log = os.fdopen(os.open(self.dir / "cluster.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
         env = {**os.environ, "CLIPPER_ADMIN_TOKEN": self.admin_token}
         q, a, r = self.ports
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "clipper_deploy_core.cluster", "--name", self.cluster_name,
-             "--home", str(self.dir), "--query-host", self.query_host, "--query-port", str(q), "--admin-host",
-             self.admin_host, "--admin-port", str(a), "--rpc-port", str(r), "--max-body", str(self.max_request_bytes),
-             "--max-batch-rows", str(self.max_batch_rows), *cache_args, "--frontends", str(self.frontends),
-             *(["--preload", ",".join(self.preload)] if self.preload else []),
-             "--env-root", str(self.home), *(["--insecure-loopback-admin"] if self.insecure_loopback_admin else [])],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, env=env, cwd=str(self.dir))
-        log.close()
-        groups = preload_groups() if self.preload is None else []  # while the cluster process starts
+        # The cluster writes a byte here once it listens, so the wait below ends then rather than at its next poll;
+        # the pipe ends (EOF) if it exits first.
+        ready_r, ready_w = os.pipe()
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "clipper_deploy_core.cluster", "--name", self.cluster_name,
+                 "--home", str(self.dir), "--query-host", self.query_host, "--query-port", str(q), "--admin-host",
+                 self.admin_host, "--admin-port", str(a), "--rpc-port", str(r), "--max-body",
+                 str(self.max_request_bytes), "--max-batch-rows", str(self.max_batch_rows), *cache_args,
+                 "--frontends", str(self.frontends), *(["--preload", ",".join(self.preload)] if self.preload else []),
+                 "--env-root", str(self.home), *(["--insecure-loopback-admin"] if self.insecure_loopback_admin else []),
+                 "--ready-fd", str(ready_w)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, env=env, cwd=str(self.dir),
+                pass_fds=(ready_w,))
+        finally:
+            os.close(ready_w)
+            log.close()
+        try:
+            groups = preload_groups() if self.preload is None else []  # while the cluster process starts
+            self._wait_listening(proc, ready_r)
+        finally:
+            os.close(ready_r)
+        self._watch_imports(groups)
+
+    def _wait_listening(self, proc: subprocess.Popen[bytes], ready: int) -> None:
+        """Return once the cluster process ``proc`` says (on the pipe ``ready``) that it listens and answers."""
         deadline = time.monotonic() + START_TIMEOUT_S
+        said = False
         while time.monotonic() < deadline:
+            if not said:
+                readable, _, _ = select.select([ready], [], [], min(0.5, max(0.0, deadline - time.monotonic())))
+                said = bool(readable) and bool(os.read(ready, 1))  # b"" is EOF: it exited, or closed the pipe
             if proc.poll() is not None:
                 raise ClipperException(f"The cluster process exited with code {proc.returncode}:\n"
                                        f"{(self.dir / 'cluster.log').read_text(errors='replace')[-4000:]}")
             info = self._read_info()
             if info and info["pid"] == proc.pid and request("GET", f"http://{info['admin']}/admin/ping")[0] == 200:
                 self.info = info
-                self._watch_imports(groups)
                 return
-            time.sleep(0.05)
+            if said or readable:
+                time.sleep(0.05)  # it said so (or closed the pipe) but does not answer yet: poll as before
         proc.kill()
         raise ClipperException(f"The cluster did not start within {START_TIMEOUT_S:.0f}s")
 
