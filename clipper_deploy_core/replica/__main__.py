@@ -49,9 +49,13 @@ def answer(loaded: Any, sock: socket.socket) -> None:
 
 
 def serve(loaded: Any, sock: socket.socket) -> None:
-    """One frontend: until it hangs up."""
+    """One frontend: until it hangs up (polling briefly for each next frame: see :mod:`.polling`)."""
+    from .polling import Poller
+
+    poller = Poller(sock)
     while True:
         try:
+            poller.wait()
             answer(loaded, sock)
         except (ConnectionError, OSError):
             return
