@@ -26,4 +26,3 @@ def validate_deploy_args(num_replicas: object, batch_size: object) -> None:
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or not (batch_size == -1 or batch_size > 0):
         raise ClipperException(f"batch_size must be a positive integer, or -1 for adaptive batching; "
                                f"got {batch_size!r}")
-
