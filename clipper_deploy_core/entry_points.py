@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import importlib_metadata
-
 
 def by_name(group: str) -> dict[str, Any]:
     """The group's entry points by name; the first distribution that claims a name keeps it."""
+    import importlib_metadata  # on first lookup: it is 60 ms of a frontend's start without bytecode
+
     found: dict[str, Any] = {}
     for ep in importlib_metadata.entry_points(group=group):
         found.setdefault(ep.name, ep)

@@ -61,3 +61,17 @@ def test_a_script_that_imports_the_connection_manager_and_deployer_starts_the_cl
              or m in ("urllib.request", "clipper_deploy_core.bundle.writer", "clipper_deploy_core.bundle.check",
                       "clipper_deploy_core.plugin")]
     assert not early, f"importing ClipperConnection, LocalContainerManager and a deployer imported {early}"
+
+
+def test_the_cluster_process_opens_its_ports_before_it_imports_metrics_numpy_or_package_metadata():
+    # What the cluster process imports before serve() delays start_clipper(); prometheus-client (its web-server
+    # half included) and numpy load in a thread once it runs (frontend.warm_imports), package metadata when asked.
+    code = ("import sys, json; import clipper_deploy_core.cluster.process; "
+            "from clipper_deploy_core.frontend.metrics import Metrics; Metrics().watch_replicas(list); "
+            "print(json.dumps(sorted(sys.modules)))")
+    modules = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                        check=True).stdout)
+    assert "clipper_deploy_core.frontend.http_server" in modules
+    early = [m for m in modules if m.split(".")[0] in ("prometheus_client", "numpy", "importlib_metadata")
+             or m == "importlib.metadata"]
+    assert not early, f"importing the cluster process and creating its metrics imported {early}"

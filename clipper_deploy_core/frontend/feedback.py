@@ -32,15 +32,6 @@ class FeedbackAPI:
     def __init__(self, queries: QueryAPI, transaction: Transaction | None = None) -> None:
         self.queries = queries
         self.transaction = transaction  # the shared state store's, where several frontends learn together
-        metrics = queries.metrics
-        from prometheus_client import Counter
-
-        self.received = Counter("clipper_app_feedback", "Feedback received per app", ["app"],
-                                registry=metrics.registry)
-        self.judged = Counter("clipper_app_model_feedback", "Feedback judged per linked model", ["app", "model"],
-                              registry=metrics.registry)
-        self.agreed = Counter("clipper_app_model_feedback_agreed", "Feedback whose label the model's output matched",
-                              ["app", "model"], registry=metrics.registry)
 
     def routes(self) -> list[tuple[str, str, Handler]]:
         """``POST /<app>/update``."""
@@ -77,11 +68,12 @@ class FeedbackAPI:
         outputs = dict(zip(linked, await asyncio.gather(*(self.output(app, name, x) for name in linked)),
                            strict=True))
         text = str(label)
-        self.received.labels(app.name).inc()
+        metrics = q.metrics
+        metrics.feedback_received.labels(app.name).inc()
         for name, out in outputs.items():
-            self.judged.labels(app.name, name).inc()
+            metrics.feedback_judged.labels(app.name, name).inc()
             if matches(out, text):
-                self.agreed.labels(app.name, name).inc()
+                metrics.feedback_agreed.labels(app.name, name).inc()
         if not policy.learns_from_feedback:
             name = q.state.policy(app.name)[0]
             return text_response(f"Feedback received? true (the app's '{name}' selection policy learns nothing "

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
@@ -36,50 +35,96 @@ class Metrics:
     With ``shared_dir`` (several frontend processes serve one cluster), prometheus-client's multiprocess mode: each
     process writes its series to memory-mapped files there, and a scrape of any of them sums every process's
     (counters and histograms; gauges take the largest value among live processes).
+
+    The series are created on first use: importing prometheus-client is 0.3 s of a frontend's start where there is
+    no bytecode, so a frontend opens its ports first and imports it in the background (:mod:`.warm_imports`).
     """
+
+    registry: Any
+    exposed: Any  # what a scrape renders: the registry, or in multiprocess mode every process's files
+    requests: Any
+    predictions: Any
+    app_latency: Any
+    defaults: Any
+    model_requests: Any
+    model_latency: Any
+    batch_size: Any
+    batch_size_limit: Any
+    cache_lookups: Any
+    cache_hits: Any
+    app_model_queries: Any
+    live_replicas: Any
+    feedback_received: Any
+    feedback_judged: Any
+    feedback_agreed: Any
+
     def __init__(self, shared_dir: Path | None = None) -> None:
         self.shared_dir = shared_dir
-        if shared_dir is not None:
-            # prometheus-client picks its value store at import from PROMETHEUS_MULTIPROC_DIR; the cluster process
-            # learns it needs one later, from its arguments, so it sets both before creating any series.
-            from prometheus_client import values
-
-            os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(shared_dir)
-            values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]
-        self.registry = CollectorRegistry()
-        r = self.registry
-        self.requests = Counter("clipper_app_requests", "Predict requests per app", ["app"], registry=r)
-        self.predictions = Counter("clipper_app_predictions", "Inputs predicted per app", ["app"], registry=r)
-        self.app_latency = Histogram("clipper_app_prediction_latency_seconds", "Request latency per app", ["app"],
-                                     buckets=LATENCY_BUCKETS, registry=r)
-        self.defaults = Counter("clipper_app_default_predictions", "Default outputs by reason", ["app", "reason"],
-                                registry=r)
-        self.model_requests = Counter("clipper_model_predictions", "Inputs sent per model version",
-                                      ["model", "version"], registry=r)
-        self.model_latency = Histogram("clipper_model_batch_latency_seconds", "Batch latency per model version",
-                                       ["model", "version"], buckets=LATENCY_BUCKETS, registry=r)
-        self.batch_size = Histogram("clipper_model_batch_size", "Inputs per batch", ["model", "version"],
-                                    buckets=BATCH_BUCKETS, registry=r)
-        self.batch_size_limit = Gauge("clipper_model_batch_size_limit", "Current batch-size cap (AIMD or fixed)",
-                                      ["model", "version", "replica"], registry=r, multiprocess_mode="livemax")
         self._apps: dict[str, AppMetrics] = {}
         self._models: dict[tuple[str, str], ModelMetrics] = {}
-        self.cache_lookups = Counter("clipper_model_cache_lookups", "Prediction-cache lookups per model version",
-                                     ["model", "version"], registry=r)
-        self.cache_hits = Counter("clipper_model_cache_hits", "Prediction-cache hits per model version",
-                                  ["model", "version"], registry=r)
-        # What a scrape renders: this registry, or in multiprocess mode every process's files.
-        self.exposed = r
-        if shared_dir is None:
-            r.register(_CacheHitRatio(self._cache_counts))
-        else:
-            self.exposed = CollectorRegistry()
-            self.exposed.register(_SummedWithHitRatio(shared_dir))
-        self.app_model_queries = Counter("clipper_app_model_queries", "Inputs each linked model answered, per app "
-                                         "(apps under a selection policy)", ["app", "model"], registry=r)
         self._app_models: dict[tuple[str, str], Any] = {}
-        self.live_replicas = Gauge("clipper_model_live_replicas", "Connected replicas", ["model", "version"],
-                                   registry=r, multiprocess_mode="livemax")
+        self._watched: list[Callable[[], list[dict[str, Any]]]] = []
+        self._lock = threading.Lock()
+        self._built = False
+
+    def __getattr__(self, name: str) -> Any:
+        # Only a name not set yet lands here: one of the series above, before the first use creates them all.
+        if name.startswith("_") or self._built:
+            raise AttributeError(name)
+        self._build()
+        return self.__dict__[name]
+
+    def _build(self) -> None:
+        with self._lock:
+            if self._built:
+                return
+            from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+            if self.shared_dir is not None:
+                # prometheus-client picks its value store at import from PROMETHEUS_MULTIPROC_DIR; the cluster
+                # process learns it needs one later, from its arguments, so it sets both before any series exists.
+                from prometheus_client import values
+
+                os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(self.shared_dir)
+                values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]
+            r = self.registry = CollectorRegistry()
+            self.requests = Counter("clipper_app_requests", "Predict requests per app", ["app"], registry=r)
+            self.predictions = Counter("clipper_app_predictions", "Inputs predicted per app", ["app"], registry=r)
+            self.app_latency = Histogram("clipper_app_prediction_latency_seconds", "Request latency per app",
+                                         ["app"], buckets=LATENCY_BUCKETS, registry=r)
+            self.defaults = Counter("clipper_app_default_predictions", "Default outputs by reason",
+                                    ["app", "reason"], registry=r)
+            self.model_requests = Counter("clipper_model_predictions", "Inputs sent per model version",
+                                          ["model", "version"], registry=r)
+            self.model_latency = Histogram("clipper_model_batch_latency_seconds", "Batch latency per model version",
+                                           ["model", "version"], buckets=LATENCY_BUCKETS, registry=r)
+            self.batch_size = Histogram("clipper_model_batch_size", "Inputs per batch", ["model", "version"],
+                                        buckets=BATCH_BUCKETS, registry=r)
+            self.batch_size_limit = Gauge("clipper_model_batch_size_limit", "Current batch-size cap (AIMD or fixed)",
+                                          ["model", "version", "replica"], registry=r, multiprocess_mode="livemax")
+            self.cache_lookups = Counter("clipper_model_cache_lookups", "Prediction-cache lookups per model version",
+                                         ["model", "version"], registry=r)
+            self.cache_hits = Counter("clipper_model_cache_hits", "Prediction-cache hits per model version",
+                                      ["model", "version"], registry=r)
+            self.exposed = r
+            if self.shared_dir is None:
+                r.register(_CacheHitRatio(self._cache_counts))
+            else:
+                self.exposed = CollectorRegistry()
+                self.exposed.register(_SummedWithHitRatio(self.shared_dir))
+            self.app_model_queries = Counter("clipper_app_model_queries", "Inputs each linked model answered, per "
+                                             "app (apps under a selection policy)", ["app", "model"], registry=r)
+            self.live_replicas = Gauge("clipper_model_live_replicas", "Connected replicas", ["model", "version"],
+                                       registry=r, multiprocess_mode="livemax")
+            self.feedback_received = Counter("clipper_app_feedback", "Feedback received per app", ["app"],
+                                             registry=r)
+            self.feedback_judged = Counter("clipper_app_model_feedback", "Feedback judged per linked model",
+                                           ["app", "model"], registry=r)
+            self.feedback_agreed = Counter("clipper_app_model_feedback_agreed", "Feedback whose label the model's "
+                                           "output matched", ["app", "model"], registry=r)
+            for replicas in self._watched:
+                self.exposed.register(_ReplicaStates(replicas))
+            self._built = True
 
     def app(self, name: str) -> AppMetrics:
         """The per-app series, looked up once per app (``labels()`` takes a lock and hashes each time)."""
@@ -108,6 +153,10 @@ class Metrics:
 
     def watch_replicas(self, replicas: Callable[[], list[dict[str, Any]]]) -> None:
         """Report each replica's state (and the last error of one that keeps failing to start) at every scrape."""
+        with self._lock:
+            if not self._built:
+                self._watched.append(replicas)
+                return
         self.exposed.register(_ReplicaStates(replicas))
 
     def unlabel(self, gauge: Any, *labels: str) -> None:
@@ -124,6 +173,8 @@ class Metrics:
 
     def render(self) -> bytes:
         """The Prometheus text exposition for ``GET /metrics``."""
+        from prometheus_client import generate_latest
+
         return generate_latest(self.exposed)
 
 

@@ -8,7 +8,6 @@ Every status the query port can answer is described, with its body: the API's ow
 from __future__ import annotations
 
 from importlib import resources
-from importlib.metadata import version
 from typing import Any
 
 from ..inputs import NUMPY_DTYPES
@@ -133,6 +132,8 @@ COMPONENTS = {"schemas": {
 
 def build(state: ClusterState, max_rows: int) -> dict[str, Any]:
     """The OpenAPI 3.1 description of the query port for the apps registered now."""
+    from importlib.metadata import version  # on first request: not a cost of every frontend's start
+
     apps = state.apps()
     paths: dict[str, Any] = {}
     for app in apps:
