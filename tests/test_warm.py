@@ -53,4 +53,3 @@ def test_a_model_that_refuses_the_made_up_input_still_deploys_and_logs_why(tmp_p
         (rep,) = conn.get_all_model_replicas(verbose=True)
         assert "warm-up on a made-up doubles input failed (ValueError: this model takes 3 features)" in \
             open(rep["log"]).read()
-
