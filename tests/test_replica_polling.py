@@ -32,11 +32,15 @@ def test_a_poller_returns_on_a_frame_that_is_there_and_sleeps_for_one_that_is_no
         poller.wait()  # there already: no sleep, nothing learned
         assert poller.window == 0.0
         a.recv(1)
-        late = threading.Timer(0.002, b.sendall, (b"y",))  # comes while the poller sleeps, well within 1 s
-        late.start()
-        poller.wait()
-        late.join()
-        assert a.recv(1) == b"y" and poller.window == GROW_FROM_S
+        for _ in range(20):  # on a busy machine the frame may be there before wait() looks: then nothing is learned
+            late = threading.Timer(0.002, b.sendall, (b"y",))  # comes while the poller sleeps, well within 1 s
+            late.start()
+            poller.wait()
+            late.join()
+            assert a.recv(1) == b"y"
+            if poller.window:
+                break
+        assert poller.window == GROW_FROM_S
         b.close()
         poller.wait()  # the frontend hung up: readable too, so the read sees it at once
 
