@@ -17,6 +17,17 @@ FORBIDDEN = ("clipper_deploy_core.managers", "clipper_deploy_core.frontend", "cl
              "asyncio", "http.server")  # the frontend's side of the wire; the health port only when asked for
 
 
+def logged_imports(log):
+    """The modules a process imported, from the log ``PYTHONPROFILEIMPORTTIME`` made it write."""
+    return set(re.findall(r"^import time:\s+\d+ \|\s+\d+ \|\s*(\S+)$", log, re.M))
+
+
+def modules_after(statements):
+    """``sys.modules`` of a fresh interpreter once it has run ``statements``."""
+    code = f"import sys, json; {statements}; print(json.dumps(sorted(sys.modules)))"
+    return json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+
+
 def test_a_replica_never_imports_the_serving_side(tmp_path, monkeypatch):
     monkeypatch.setenv("PYTHONPROFILEIMPORTTIME", "1")  # every process of the cluster logs each import to stderr
     with local_cluster("imports", tmp_path) as conn:
@@ -26,7 +37,7 @@ def test_a_replica_never_imports_the_serving_side(tmp_path, monkeypatch):
         log = Path(rep["log"]).read_text()
         template_log = Path(rep["log"]).parent / "template.log"  # what a replica forked from a template inherited
         log += template_log.read_text() if template_log.exists() else ""
-    modules = set(re.findall(r"^import time:\s+\d+ \|\s+\d+ \|\s*(\S+)$", log, re.M))
+    modules = logged_imports(log)
     assert "clipper_deploy_core.replica" in modules and "clipper_deploy_core.bundle.reader" in modules
     loaded = sorted(m for m in modules if any(m == f or m.startswith(f + ".") for f in FORBIDDEN))
     assert not loaded, f"the replica imported {loaded}"
@@ -40,7 +51,7 @@ def test_the_cluster_process_never_imports_an_unpickler_or_uvicorn(tmp_path, mon
         assert predict(conn, "imp", {"input": [1.0]})["output"] == 1
         conn.get_all_model_replicas(verbose=True)
         log = (conn.cm.dir / "cluster.log").read_text()
-    modules = set(re.findall(r"^import time:\s+\d+ \|\s+\d+ \|\s*(\S+)$", log, re.M))
+    modules = logged_imports(log)
     assert "clipper_deploy_core.frontend.http_server" in modules and "clipper_deploy_core.bundle.verify" in modules
     # multiprocessing only parses large bodies (frontend.offload): a start without them does not import it
     loaded = sorted(m for m in modules if m.split(".")[0] in ("cloudpickle", "uvicorn", "click", "multiprocessing")
@@ -51,11 +62,9 @@ def test_the_cluster_process_never_imports_an_unpickler_or_uvicorn(tmp_path, mon
 def test_a_script_that_imports_the_connection_manager_and_deployer_starts_the_cluster_before_heavy_imports():
     # start_clipper() starts the cluster process: what the script imports before it is on every cold start's path.
     # The bundle writer, the plugin registry, cloudpickle and urllib load when first used, beside the cluster's start.
-    code = ("import sys, json; from clipper_deploy_core import ClipperConnection, LocalContainerManager; "
-            "from clipper_deploy_core.deployers.python import create_endpoint; from clipper_deploy_core import deploy; "
-            "print(json.dumps(sorted(sys.modules)))")
-    modules = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                                        check=True).stdout)
+    modules = modules_after("from clipper_deploy_core import ClipperConnection, LocalContainerManager; "
+                            "from clipper_deploy_core.deployers.python import create_endpoint; "
+                            "from clipper_deploy_core import deploy")
     assert "clipper_deploy_core.managers.local.manager" in modules
     early = [m for m in modules if m.split(".")[0] in ("cloudpickle", "pluggy", "numpy")
              or m in ("urllib.request", "clipper_deploy_core.bundle.writer", "clipper_deploy_core.bundle.check",
@@ -66,11 +75,8 @@ def test_a_script_that_imports_the_connection_manager_and_deployer_starts_the_cl
 def test_the_cluster_process_opens_its_ports_before_it_imports_metrics_numpy_or_package_metadata():
     # What the cluster process imports before serve() delays start_clipper(); prometheus-client (its web-server
     # half included) and numpy load in a thread once it runs (frontend.warm_imports), package metadata when asked.
-    code = ("import sys, json; import clipper_deploy_core.cluster.process; "
-            "from clipper_deploy_core.frontend.metrics import Metrics; Metrics().watch_replicas(list); "
-            "print(json.dumps(sorted(sys.modules)))")
-    modules = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                                        check=True).stdout)
+    modules = modules_after("import clipper_deploy_core.cluster.process; "
+                            "from clipper_deploy_core.frontend.metrics import Metrics; Metrics().watch_replicas(list)")
     assert "clipper_deploy_core.frontend.http_server" in modules
     early = [m for m in modules if m.split(".")[0] in ("prometheus_client", "numpy", "importlib_metadata")
              or m == "importlib.metadata"]
