@@ -5,6 +5,7 @@ what happens when a replica or the template itself is killed."""
 import asyncio
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -95,6 +96,54 @@ def test_a_template_that_cannot_start_is_not_used(tmp_path):
     assert "ImportError: no framework here" in (tmp_path / "logs" / "template.log").read_text()
 
 
+def test_a_framework_template_forked_from_the_bare_one_that_cannot_import_is_not_used(tmp_path):
+    async def attempt():
+        pool = TemplatePool(tmp_path, tmp_path / "logs")
+        try:
+            assert await pool.get(sys.executable, ()) is not None
+            return await pool.get(sys.executable, ("no_such_framework_here",))
+        finally:
+            await pool.close()
+
+    assert asyncio.run(attempt()) is None
+    assert "No module named 'no_such_framework_here'" in (tmp_path / "logs" / "template.log").read_text()
+
+
+def test_a_framework_template_outlives_the_bare_one_it_was_forked_from(tmp_path):
+    """The framework's template is the bare template's child, with a channel of its own to the cluster: killing
+    the bare template restarts only the closures' replicas, and a killed framework template is forked again from
+    the new bare one, its replicas restarted from it."""
+    import toy_models
+
+    from clipper_deploy_core import deploy
+
+    with local_cluster("nested", tmp_path, preload=[]) as conn:  # the deploy asks for the toy template
+        deploy(conn, toy_models.Polynomial([1.0, 2.0]), lambda m, xs: [str(m(x[0])) for x in xs], name="poly")
+        create_endpoint(conn, "closure", "doubles", lambda xs: [str(len(x)) for x in xs])
+        templates = templates_of(conn.cm.dir)
+        bare, toy = templates[()], templates[("toy_models",)]
+        assert parent_of(toy) == bare and parent_of(bare) == conn.cm.info["pid"]
+        (poly,), (closure,) = ready(conn, "poly"), ready(conn, "closure")
+        assert parent_of(poly["pid"]) == toy
+
+        os.kill(bare, signal.SIGKILL)
+        wait_until(lambda: [r["pid"] for r in ready(conn, "closure")] not in ([], [closure["pid"]]),
+                   "the closure's replica to come back from a new bare template")
+        (again,) = ready(conn, "closure")
+        new_bare = parent_of(again["pid"])
+        assert new_bare != bare and templates_of(conn.cm.dir)[()] == new_bare
+        assert [r["pid"] for r in ready(conn, "poly")] == [poly["pid"]] and running_template(toy)
+        assert predict(conn, "poly", {"input": [2.0]})["output"] == 5.0
+
+        os.kill(toy, signal.SIGKILL)
+        wait_until(lambda: [r["pid"] for r in ready(conn, "poly")] not in ([], [poly["pid"]]),
+                   "the toy model's replica to come back from a new toy template")
+        (restarted,) = ready(conn, "poly")
+        assert parent_of(restarted["pid"]) == templates_of(conn.cm.dir)[("toy_models",)] != toy
+        assert parent_of(parent_of(restarted["pid"])) == new_bare
+        assert predict(conn, "poly", {"input": [2.0]})["output"] == 5.0
+
+
 def socket_inodes(pid):
     inodes = set()
     for fd in Path(f"/proc/{pid}/fd").iterdir():
@@ -156,8 +205,9 @@ def test_the_template_preloads_what_the_bundles_plugin_declared(tmp_path):
                name="poly")
         create_endpoint(conn, "closure", "doubles", lambda xs: [str(len(x)) for x in xs])
         (poly,), (closure,) = ready(conn, "poly"), ready(conn, "closure")
-        assert cmdline(parent_of(poly["pid"])).split()[-1] == "toy_models"
-        assert cmdline(parent_of(closure["pid"])).split()[-1] == "clipper_deploy_core.replica.template"
+        templates = templates_of(conn.cm.dir)
+        assert parent_of(poly["pid"]) == templates[("toy_models",)]
+        assert parent_of(closure["pid"]) == templates[()]
         assert predict(conn, "poly", {"input": [2.0]})["output"] == 5.0
 
 
@@ -174,18 +224,32 @@ def test_a_forked_replica_collects_garbage_and_leaves_the_templates_objects_froz
         assert predict(conn, "gc", {"input": [1.0]})["output"] == "True:True"
 
 
-def templates_of(cluster_pid):
-    """The cluster's template processes, by the modules they preload."""
+READY_LINE = re.compile(r"replica template (\d+) \(parent (\d+)\) ready, preloaded \[(.*)\] in ")
+
+
+def templates_of(cluster_dir):
+    """The cluster's running templates, by the modules they preload: each says so in template.log once ready (a
+    template forked from another has that one's command line, so only its log line tells them apart)."""
     found = {}
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit() and parent_of(int(proc.name)) == cluster_pid:
-            try:
-                args = cmdline(int(proc.name)).split()
-            except OSError:
-                continue
-            if "clipper_deploy_core.replica.template" in args:
-                found[tuple(args[args.index("clipper_deploy_core.replica.template") + 1:])] = int(proc.name)
+    for line in (Path(cluster_dir) / "logs" / "template.log").read_text().splitlines():
+        match = READY_LINE.match(line)
+        if match and running_template(int(match[1])):
+            found[tuple(m for m in match[3].split(", ") if m)] = int(match[1])
     return found
+
+
+def running_template(pid):
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return state != "Z" and "clipper_deploy_core.replica.template" in cmdline(pid)
+    except OSError:
+        return False
+
+
+def templates_are(cluster_dir, expected):
+    """Wait until the running templates are ``expected`` (module tuples); return them by module tuple."""
+    wait_until(lambda: set(templates_of(cluster_dir)) == set(expected), f"the templates {sorted(expected)}")
+    return templates_of(cluster_dir)
 
 
 def test_templates_start_with_the_cluster_and_the_first_deploy_forks_from_them(tmp_path):
@@ -200,8 +264,8 @@ def test_templates_start_with_the_cluster_and_the_first_deploy_forks_from_them(t
     conn = ClipperConnection(cm)
     conn.start_clipper()
     try:
-        templates = templates_of(cm.info["pid"])
-        assert set(templates) == {(), ("toy_models",)}
+        templates = templates_are(cm.dir, {(), ("toy_models",)})
+        assert {parent_of(pid) for pid in templates.values()} == {cm.info["pid"]}  # both started with the cluster
         for pid in templates.values():  # numpy is imported in the template already
             wait_until(lambda pid=pid: "_multiarray_umath" in Path(f"/proc/{pid}/maps").read_text(),
                        what="the template to import numpy")
@@ -232,7 +296,7 @@ cm = LocalContainerManager("auto", 0, 0, 0, home=sys.argv[1], preload=preload)
 conn = ClipperConnection(cm)
 conn.start_clipper()
 try:
-    print(json.dumps({"cluster": cm.info["pid"]}), flush=True)
+    print(json.dumps({"cluster": cm.info["pid"], "dir": str(cm.dir)}), flush=True)
     sys.stdin.readline()  # the test lists the templates before the import
     import toy_models
     print(json.dumps({"imported": True}), flush=True)
@@ -266,18 +330,40 @@ def run_script(tmp_path, preload, when):
         proc.wait()
 
 
+def template_processes(cluster_pid):
+    """Every process under the cluster that runs a template's command line: before a deploy, the templates, ready
+    or not (a replica forked later runs it too)."""
+    found, parents = set(), {cluster_pid}
+    while parents:
+        children = {int(p.name) for p in Path("/proc").iterdir()
+                    if p.name.isdigit() and parent_of(int(p.name)) in parents}
+        for pid in children:
+            try:
+                if "clipper_deploy_core.replica.template" in cmdline(pid):
+                    found.add(pid)
+            except OSError:
+                pass  # ended meanwhile
+        parents = children
+    return found
+
+
 @pytest.mark.parametrize("when", ["late", "early"])
 def test_by_default_the_first_import_of_a_preload_module_warms_its_template(tmp_path, when):
     """With the default ``preload``, the toy framework's template starts when the script first imports
     ``toy_models`` (declared by the toy plugin's ``preload_modules``), not before; imported before
-    ``start_clipper``, it starts with the cluster. The deploy then forks from that same template."""
+    ``start_clipper``, it starts with the cluster. Either way it is forked from the bare template, so it imports
+    only the framework, and the deploy forks from that same template."""
     steps = run_script(tmp_path, "auto", when)
-    cluster = next(steps)["cluster"]
-    before_import = set(templates_of(cluster))
-    assert before_import == ({(), ("toy_models",)} if when == "early" else {()})
+    first = next(steps)
+    cluster, home = first["cluster"], first["dir"]
+    if when == "early":
+        templates_are(home, {(), ("toy_models",)})
+    else:
+        templates_are(home, {()})
+        assert len(template_processes(cluster)) == 1  # none other is starting either
     next(steps)
-    templates = templates_of(cluster)  # the warm request returned inside the import: the template is running
-    assert set(templates) == {(), ("toy_models",)}
+    templates = templates_are(home, {(), ("toy_models",)})  # asked for by the import, before any deploy
+    assert parent_of(templates[("toy_models",)]) == templates[()]
     (poly,) = next(steps)["replicas"]
     assert poly["status"] == "ready" and parent_of(poly["pid"]) == templates[("toy_models",)]
     for _ in steps:
@@ -286,11 +372,15 @@ def test_by_default_the_first_import_of_a_preload_module_warms_its_template(tmp_
 
 def test_preload_empty_warms_nothing_before_the_first_deploy(tmp_path):
     steps = run_script(tmp_path, "off", "late")
-    cluster = next(steps)["cluster"]
+    first = next(steps)
+    cluster, home = first["cluster"], first["dir"]
     next(steps)
-    assert set(templates_of(cluster)) == {()}
+    templates_are(home, {()})
+    assert len(template_processes(cluster)) == 1
     (poly,) = next(steps)["replicas"]
-    assert cmdline(parent_of(poly["pid"])).split()[-1] == "toy_models"  # started by the deploy instead
+    templates = templates_of(home)  # started by the deploy instead, forked from the bare one
+    assert parent_of(poly["pid"]) == templates[("toy_models",)]
+    assert parent_of(templates[("toy_models",)]) == templates[()]
     for _ in steps:
         pass
 
@@ -315,13 +405,15 @@ def test_warm_replica_template_checks_its_modules_and_caps_the_templates(tmp_pat
         assert status == 400 and "at least one module" in body["cause"]
         assert warm(["decimal"], headers={})[0] in (401, 403)
         stdlib = ["decimal", "fractions", "csv", "uuid", "heapq", "bisect", "textwrap", "difflib", "statistics"]
-        running = len(templates_of(conn.cm.info["pid"]))  # the bare one (and toy_models', if imported here)
+        started = {()} | ({("toy_models",)} if "toy_models" in sys.modules else set())  # imported here: warmed
+        running = len(templates_are(conn.cm.dir, started))
         for module in stdlib[: MAX_TEMPLATES - running]:
             assert warm([module])[0] == 200
         assert warm(["decimal"])[0] == 200  # already running: not another one
         status, body = warm([stdlib[MAX_TEMPLATES - running]])
         assert status == 400 and f"already runs {MAX_TEMPLATES} replica templates" in body["cause"]
-        assert len(templates_of(conn.cm.info["pid"])) == MAX_TEMPLATES
+        assert len(templates_are(conn.cm.dir, started | {(m,) for m in stdlib[: MAX_TEMPLATES - running]})) \
+            == MAX_TEMPLATES
 
 
 def test_concurrent_warm_requests_cannot_pass_the_template_cap_together(tmp_path):

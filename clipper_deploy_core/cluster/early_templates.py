@@ -9,8 +9,14 @@ module is imported before everything else, so it imports only the standard libra
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing first thing
+if TYPE_CHECKING:
+    # by module tuple: the process, and the cluster's end of the socket its requests go to
+    Early = dict[tuple[str, ...], tuple[subprocess.Popen[bytes], socket.socket]]
 
 TEMPLATES_ENV = "CLIPPER_DEPLOY_REPLICA_TEMPLATES"  # "0": replicas start as fresh processes
 
@@ -24,7 +30,7 @@ def _option(argv: list[str], name: str, default: str) -> str:
     return argv[argv.index(name) + 1] if name in argv[:-1] else default
 
 
-def start(argv: list[str]) -> dict[tuple[str, ...], subprocess.Popen[bytes]]:
+def start(argv: list[str]) -> Early:
     """For a cluster process with local replicas (``argv``: its command line): the bare template and, with
     ``--preload``, one with those modules, by their sorted module tuple. Nothing for a query worker, for replicas
     in containers, or with templates turned off."""
@@ -37,8 +43,9 @@ def start(argv: list[str]) -> dict[tuple[str, ...], subprocess.Popen[bytes]]:
     preload = tuple(sorted(m for m in _option(argv, "--preload", "").split(",") if m))
     started = {}
     for modules in {(), preload}:
-        with open(os.path.join(home, "logs", "template.log"), "ab") as log:
-            started[modules] = subprocess.Popen(
-                template_command(sys.executable, modules), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
-                cwd=home, close_fds=True)
+        ours, theirs = socket.socketpair()
+        with open(os.path.join(home, "logs", "template.log"), "ab") as log, theirs:
+            started[modules] = (subprocess.Popen(
+                template_command(sys.executable, modules), stdin=theirs.fileno(), stdout=subprocess.PIPE, stderr=log,
+                cwd=home, close_fds=True), ours)
     return started

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..bundle.verify import read_manifest, verify_bundle
 from ..envs import ensure_env
@@ -15,6 +15,9 @@ from ..frontend.state import Deployment
 from .early_templates import TEMPLATES_ENV
 from .replica_templates import ForkedReplica, TemplatePool
 from .supervisor import Replica, ReplicaRunner
+
+if TYPE_CHECKING:
+    from .early_templates import Early
 
 
 class ProcessRunner(ReplicaRunner):
@@ -25,7 +28,7 @@ class ProcessRunner(ReplicaRunner):
         self.home, self.env_root = home, env_root
         self.templates = TemplatePool(home, home / "logs") if os.environ.get(TEMPLATES_ENV, "1") != "0" else None
 
-    async def adopt(self, started: dict[tuple[str, ...], subprocess.Popen[bytes]]) -> None:
+    async def adopt(self, started: Early) -> None:
         """Keep the templates the cluster process started first thing (:mod:`.early_templates`)."""
         if self.templates is not None:
             await self.templates.adopt(sys.executable, started)

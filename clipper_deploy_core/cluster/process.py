@@ -16,12 +16,11 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..exceptions import ClipperException
 from ..frontend import warm_imports
@@ -43,6 +42,9 @@ from .local_processes import ProcessRunner
 from .query_port import freeze_startup_objects, query_app, start_ports, stop_ports
 from .query_worker import METRICS_DIR
 from .supervisor import ReplicaRunner, ReplicaSupervisor
+
+if TYPE_CHECKING:
+    from .early_templates import Early
 
 DEFAULT_MAX_BODY = 16 * 1024 * 1024
 
@@ -76,7 +78,7 @@ def _unix_socket_path(home: Path) -> Path | None:
     return Path(tempfile.mkdtemp(prefix="clipper-deploy-")) / "rpc.sock"
 
 
-async def serve(args: argparse.Namespace, early: dict[tuple[str, ...], subprocess.Popen[bytes]]) -> None:
+async def serve(args: argparse.Namespace, early: Early) -> None:
     """Run the cluster process until SIGTERM or SIGINT: ports, state, supervisor, replicas (or, with
     ``--worker``, one of its query workers). ``early``: the replica templates started before the imports."""
     if args.worker is not None:
@@ -215,7 +217,7 @@ async def serve(args: argparse.Namespace, early: dict[tuple[str, ...], subproces
     (home / "cluster.json").unlink(missing_ok=True)
 
 
-def main(early: dict[tuple[str, ...], subprocess.Popen[bytes]] | None = None) -> int:
+def main(early: Early | None = None) -> int:
     """The command line of ``python -m clipper_deploy_core.cluster`` (``early``: see :mod:`.early_templates`)."""
     p = argparse.ArgumentParser(prog="python -m clipper_deploy_core.cluster")
     p.add_argument("--name", required=True)

@@ -10,12 +10,18 @@ import collections
 import json
 import os
 import signal
+import socket
 import subprocess
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO, TYPE_CHECKING, Protocol
 
 from ..exceptions import ClipperException
 from .early_templates import template_command
+
+if TYPE_CHECKING:
+    from .early_templates import Early
 
 MAX_TEMPLATES = 8  # each holds its frameworks' memory; warm requests beyond this are refused
 
@@ -49,33 +55,140 @@ class ForkedReplica:
             pass
 
 
-class Template:
-    """One template process and the replicas it forked."""
+class _Process(Protocol):
+    """What a :class:`Template` needs of its process, whoever started it."""
+
+    pid: int
+
+    def kill(self) -> None: ...
+
+    async def reap(self) -> None: ...
+
+
+@dataclass
+class Channel:
+    """The cluster's side of a template: its process, the socket its requests go to (blocking: written from a
+    thread, since a request can carry descriptors) and the pipe its answers come from."""
+
+    process: _Process
+    requests: socket.socket
+    answers: asyncio.StreamReader
+
+
+class _Spawned:
+    """A template the event loop started (``asyncio.create_subprocess_exec``)."""
 
     def __init__(self, proc: asyncio.subprocess.Process) -> None:
-        self.proc = proc
+        self.proc, self.pid = proc, proc.pid
+
+    def kill(self) -> None:
+        if self.proc.returncode is None:
+            self.proc.kill()
+
+    async def reap(self) -> None:
+        await self.proc.wait()
+
+
+class _Adopted:
+    """A template started with ``subprocess.Popen`` before the event loop ran (:mod:`.early_templates`)."""
+
+    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
+        self.popen, self.pid = popen, popen.pid
+
+    def kill(self) -> None:
+        self.popen.kill()
+
+    async def reap(self) -> None:
+        await asyncio.to_thread(self.popen.wait)
+
+
+class _Nested:
+    """A template another template forked: that one reaps it and reports its exit."""
+
+    def __init__(self, forked: ForkedReplica) -> None:
+        self.forked, self.pid = forked, forked.pid
+
+    def kill(self) -> None:
+        self.forked._signal(signal.SIGKILL)
+
+    async def reap(self) -> None:
+        pass
+
+
+def _send(sock: socket.socket, data: bytes, fds: Sequence[int]) -> None:
+    sent = socket.send_fds(sock, [data], fds)  # the descriptors travel with the first byte
+    if sent < len(data):
+        sock.sendall(data[sent:])
+
+
+async def _read_pipe(pipe: IO[bytes]) -> asyncio.StreamReader:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), pipe)
+    return reader
+
+
+class Template:
+    """One template process and the replicas (and templates) it forked. ``spawn`` starts the process and gives
+    its channel."""
+
+    def __init__(self, spawn: Awaitable[Channel]) -> None:
+        loop = asyncio.get_running_loop()
+        self.channel: asyncio.Future[Channel] = loop.create_future()
         self.waiting: collections.deque[asyncio.Future[int]] = collections.deque()
         self.children: dict[int, ForkedReplica] = {}
-        self.ready = asyncio.get_running_loop().create_future()
-        self.reader = asyncio.create_task(self._read())
+        self.nested: set[int] = set()  # the children that are templates: they outlive this one
+        self.ready = loop.create_future()
+        self.sending = asyncio.Lock()  # one request at a time, so the answers come in the order of self.waiting
+        self.reader = asyncio.create_task(self._read(spawn))
 
     async def fork(self, env: dict[str, str], log: Path, cwd: Path) -> ForkedReplica:
         """A new replica with this environment, log and working directory. ``ClipperException`` if the template
         has exited."""
+        return self.children[await self._request({"env": env, "log": str(log), "cwd": str(cwd)})]
+
+    async def fork_template(self, modules: tuple[str, ...]) -> Channel:
+        """A new template forked from this one, that imports ``modules`` too. ``ClipperException`` if this one has
+        exited."""
+        ours, theirs = socket.socketpair()
+        answers, write_end = os.pipe()
+        try:
+            pid = await self._request({"template": list(modules)}, [theirs.fileno(), write_end])
+        except BaseException:
+            ours.close()
+            os.close(answers)
+            raise
+        finally:
+            theirs.close()  # in flight, the descriptors are the kernel's: the template gets its own copies
+            os.close(write_end)
+        self.nested.add(pid)
+        return Channel(_Nested(self.children[pid]), ours, await _read_pipe(os.fdopen(answers, "rb")))
+
+    async def _request(self, msg: dict[str, object], fds: Sequence[int] = ()) -> int:
+        """Send ``msg`` (with ``fds``) and return the pid it is answered with."""
         if self.reader.done():
             raise ClipperException("the replica template has exited")
-        answer = asyncio.get_running_loop().create_future()
-        self.waiting.append(answer)
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps({"env": env, "log": str(log), "cwd": str(cwd)}).encode() + b"\n")
-        await self.proc.stdin.drain()
-        pid = await answer
-        return self.children[pid]
+        channel = await asyncio.shield(self.channel)
+        async with self.sending:
+            answer = asyncio.get_running_loop().create_future()
+            self.waiting.append(answer)
+            try:
+                await asyncio.to_thread(_send, channel.requests, json.dumps(msg).encode() + b"\n", fds)
+            except OSError as e:
+                self.waiting.remove(answer)
+                raise ClipperException(f"the replica template has exited ({e})") from None
+        pid: int = await answer
+        return pid
 
-    async def _read(self) -> None:
-        assert self.proc.stdout is not None
+    async def _read(self, spawn: Awaitable[Channel]) -> None:
         try:
-            async for line in self.proc.stdout:
+            try:
+                channel = await spawn
+            except (OSError, ClipperException) as e:
+                self.channel.set_exception(ClipperException(f"the replica template did not start: {e}"))
+                return
+            self.channel.set_result(channel)
+            async for line in channel.answers:
                 msg = json.loads(line)
                 if "ready" in msg:
                     self.ready.set_result(True)
@@ -83,70 +196,60 @@ class Template:
                     self.children[msg["pid"]] = ForkedReplica(msg["pid"])
                     self.waiting.popleft().set_result(msg["pid"])
                 elif "exited" in msg and msg["exited"] in self.children:
+                    self.nested.discard(msg["exited"])
                     self.children.pop(msg["exited"]).exited.set_result(msg["code"])
         finally:
             # The template is gone: nobody can report its replicas' exits any more, so they are stopped here and
-            # reported killed (the supervisor restarts them from a new template).
+            # reported killed (the supervisor restarts them from a new template). The templates it forked have
+            # channels of their own, and stay.
+            if not self.channel.done():
+                self.channel.set_exception(ClipperException("the replica template did not start"))
             if not self.ready.done():
                 self.ready.set_result(False)
             for waiter in self.waiting:
                 if not waiter.done():
                     waiter.set_exception(ClipperException("the replica template exited"))
-            for child in self.children.values():
-                child._signal(signal.SIGKILL)
+            for pid, child in self.children.items():
+                if pid not in self.nested:
+                    child._signal(signal.SIGKILL)
                 if not child.exited.done():
                     child.exited.set_result(-signal.SIGKILL)
             self.children.clear()
 
     async def close(self) -> None:
         """Close its stdin (it exits; its replicas stay until their links end) and wait for it."""
-        if self.proc.stdin is not None and not self.proc.stdin.is_closing():
-            self.proc.stdin.close()
+        if not self.channel.done():
+            self.reader.cancel()
         try:
-            await asyncio.wait_for(self.proc.wait(), 10)
+            channel = await asyncio.shield(self.channel)
+        except ClipperException:
+            return  # it never started
+        channel.requests.close()
+        try:
+            await asyncio.wait_for(asyncio.shield(self.reader), 10)
         except asyncio.TimeoutError:
-            self.proc.kill()
-            await self.proc.wait()
-
-
-class _Adopted:
-    """A template started with ``subprocess.Popen`` before the event loop ran (:mod:`.early_templates`), with the
-    parts of ``asyncio.subprocess.Process`` a :class:`Template` uses."""
-
-    def __init__(self, popen: subprocess.Popen[bytes], stdin: asyncio.StreamWriter,
-                 stdout: asyncio.StreamReader) -> None:
-        self.popen, self.pid, self.stdin, self.stdout = popen, popen.pid, stdin, stdout
-
-    @classmethod
-    async def attach(cls, popen: subprocess.Popen[bytes]) -> _Adopted:
-        loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader()
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), popen.stdout)
-        transport, protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, popen.stdin)
-        return cls(popen, asyncio.StreamWriter(transport, protocol, None, loop), reader)
-
-    async def wait(self) -> int:
-        return await asyncio.to_thread(self.popen.wait)
-
-    def kill(self) -> None:
-        self.popen.kill()
+            channel.process.kill()
+        await channel.process.reap()
 
 
 class TemplatePool:
-    """Templates by (interpreter, modules to preload), started on first use. A template that cannot start (a
-    framework that fails to import) is not kept: the replica then starts as a fresh process and fails with its own
-    traceback, as before."""
+    """Templates by (interpreter, modules to preload), started on first use. A framework's template is forked from
+    the bare one of its interpreter where that runs, so it imports only the framework; elsewhere it starts as a new
+    process. A template that cannot start (a framework that fails to import) is not kept: the replica then starts
+    as a fresh process and fails with its own traceback, as before."""
 
     def __init__(self, cwd: Path, log_dir: Path) -> None:
         self.cwd, self.log_dir = cwd, log_dir
         self.templates: dict[tuple[str, tuple[str, ...]], Template] = {}
         self.lock = asyncio.Lock()
 
-    async def adopt(self, python: str, started: dict[tuple[str, ...], subprocess.Popen[bytes]]) -> None:
+    async def adopt(self, python: str, started: Early) -> None:
         """Take over the templates :mod:`.early_templates` started (for ``python``), by module tuple."""
         async with self.lock:
-            for modules, popen in started.items():
-                self.templates[(python, modules)] = Template(await _Adopted.attach(popen))  # type: ignore[arg-type]
+            for modules, (popen, requests) in started.items():
+                assert popen.stdout is not None
+                answers = await _read_pipe(popen.stdout)
+                self.templates[(python, modules)] = Template(_ready(Channel(_Adopted(popen), requests, answers)))
 
     async def get(self, python: str, modules: tuple[str, ...]) -> Template | None:
         """The ready template for ``python`` with ``modules`` imported, started if need be; ``None`` if it cannot
@@ -172,16 +275,48 @@ class TemplatePool:
                 if cap is not None and live >= cap:
                     raise ClipperException(f"This cluster already runs {live} replica templates, the most it "
                                            f"keeps; not warming one for {', '.join(modules)}")
-                self.log_dir.mkdir(parents=True, exist_ok=True)
-                with open(self.log_dir / "template.log", "ab") as log:
-                    proc = await asyncio.create_subprocess_exec(
-                        *template_command(python, modules), stdin=asyncio.subprocess.PIPE,
-                        stdout=asyncio.subprocess.PIPE, stderr=log, cwd=str(self.cwd))
-                template = self.templates[key] = Template(proc)
+                if template is not None:
+                    await template.close()
+                bare = self.templates.get((python, ()))
+                if modules and bare is not None and not bare.reader.done():
+                    template = Template(self._forked(bare, python, modules))
+                else:
+                    template = Template(self._spawned(python, modules))
+                self.templates[key] = template
         return template
+
+    async def _forked(self, bare: Template, python: str, modules: tuple[str, ...]) -> Channel:
+        """A template forked from ``bare`` once it is ready; a new process if it cannot fork one."""
+        if await asyncio.shield(bare.ready):
+            try:
+                return await bare.fork_template(modules)
+            except ClipperException:
+                pass  # it exited meanwhile
+        return await self._spawned(python, modules)
+
+    async def _spawned(self, python: str, modules: tuple[str, ...]) -> Channel:
+        """A template as a new process of ``python``."""
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        ours, theirs = socket.socketpair()
+        try:
+            with open(self.log_dir / "template.log", "ab") as log:
+                proc = await asyncio.create_subprocess_exec(
+                    *template_command(python, modules), stdin=theirs.fileno(), stdout=asyncio.subprocess.PIPE,
+                    stderr=log, cwd=str(self.cwd))
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        assert proc.stdout is not None
+        return Channel(_Spawned(proc), ours, proc.stdout)
 
     async def close(self) -> None:
         """Close every template."""
         for template in self.templates.values():
             await template.close()
         self.templates.clear()
+
+
+async def _ready(channel: Channel) -> Channel:
+    return channel
