@@ -19,7 +19,7 @@ from clipper_deploy_core import ClipperConnection, ClipperException, LocalContai
 from clipper_deploy_core.deployers.python import create_endpoint, deploy_python_closure
 from clipper_deploy_core.testing import local_cluster, predict, query, wait_until
 
-from .test_replica_templates import socket_inodes, unix_inodes
+from .test_replica_templates import socket_inodes, templates_are, unix_inodes
 
 
 @pytest.fixture()
@@ -55,19 +55,6 @@ def served_by(conn, pid, app):
 def unix_links(pid):
     """How many Unix sockets process ``pid`` holds (a local replica's links to frontends)."""
     return len(socket_inodes(pid) & unix_inodes())
-
-
-def templates():
-    """The command lines (split) of the replica templates running on this machine."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        try:
-            args = (proc / "cmdline").read_bytes() if proc.name.isdigit() else b""
-        except OSError:
-            continue  # ended meanwhile
-        if b"clipper_deploy_core.replica.template" in args:
-            found.append(args.split(b"\0"))
-    return found
 
 
 def running(pid):
@@ -225,7 +212,7 @@ def test_the_command_line_starts_several_frontends_and_refuses_a_manager_without
         conn = ClipperConnection(LocalContainerManager("fecli", home=home))
         conn.connect()
         assert len(conn.cm.info["frontend_pids"]) == 3
-        assert [b"decimal", b"fractions", b""] in [t[-3:] for t in templates()]  # --preload reached the cluster
+        templates_are(conn.cm.dir, {(), ("decimal", "fractions")})  # --preload reached the cluster
         create_endpoint(conn, "three", "doubles", lambda xs: [str(len(x)) for x in xs])
         (rep,) = replicas(conn, "three")
         assert unix_links(rep["pid"]) == 3

@@ -253,9 +253,9 @@ def templates_are(cluster_dir, expected):
 
 
 def test_templates_start_with_the_cluster_and_the_first_deploy_forks_from_them(tmp_path):
-    """The bare template and one per ``preload`` start as the cluster process starts, before its own imports, so
-    the first deploy forks a replica that needs no import: not numpy (which numeric inputs need), not the plugins'
-    entry points, not the preloaded framework."""
+    """The bare template starts before the cluster process's own imports, and the ``preload`` one is forked from it
+    as the cluster starts, so the first deploy forks a replica that needs no import: not numpy (which numeric inputs
+    need), not the plugins' entry points, not the preloaded framework."""
     import toy_models
 
     from clipper_deploy_core import deploy
@@ -265,7 +265,8 @@ def test_templates_start_with_the_cluster_and_the_first_deploy_forks_from_them(t
     conn.start_clipper()
     try:
         templates = templates_are(cm.dir, {(), ("toy_models",)})
-        assert {parent_of(pid) for pid in templates.values()} == {cm.info["pid"]}  # both started with the cluster
+        assert parent_of(templates[()]) == cm.info["pid"]
+        assert parent_of(templates[("toy_models",)]) == templates[()]  # forked from it as the cluster starts
         for pid in templates.values():  # numpy is imported in the template already
             wait_until(lambda pid=pid: "_multiarray_umath" in Path(f"/proc/{pid}/maps").read_text(),
                        what="the template to import numpy")
@@ -317,17 +318,25 @@ def run_script(tmp_path, preload, when):
     script.write_text(AUTO_PRELOAD_SCRIPT)
     proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "home"), preload, when],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    cluster = None
     try:
         for _ in range(3):
             line = proc.stdout.readline()
             assert line, f"the script exited with {proc.wait()}"
-            yield json.loads(line)
+            step = json.loads(line)
+            cluster = step.get("cluster", cluster)
+            yield step
             proc.stdin.write("\n")
             proc.stdin.flush()
         assert proc.wait(timeout=60) == 0
     finally:
         proc.kill()
         proc.wait()
+        try:
+            if cluster is not None and "clipper_deploy_core.cluster" in cmdline(cluster):
+                os.kill(cluster, signal.SIGTERM)  # the script was killed before its stop_all: its cluster stays
+        except OSError:
+            pass  # stopped by the script
 
 
 def template_processes(cluster_pid):

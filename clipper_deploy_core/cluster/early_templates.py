@@ -31,21 +31,17 @@ def _option(argv: list[str], name: str, default: str) -> str:
 
 
 def start(argv: list[str]) -> Early:
-    """For a cluster process with local replicas (``argv``: its command line): the bare template and, with
-    ``--preload``, one with those modules, by their sorted module tuple. Nothing for a query worker, for replicas
-    in containers, or with templates turned off."""
+    """For a cluster process with local replicas (``argv``: its command line): the bare template, by its module
+    tuple ``()`` (those ``--preload`` names are forked from it once it is ready). Nothing for a query worker, for
+    replicas in containers, or with templates turned off."""
     if ("--worker" in argv or _option(argv, "--replicas", "local") != "local"
             or os.environ.get(TEMPLATES_ENV, "1") == "0"):
         return {}
     home = _option(argv, "--home", ".")
     os.umask(0o077)  # as the cluster process sets it: logs and state are this user's alone
     os.makedirs(os.path.join(home, "logs"), mode=0o700, exist_ok=True)
-    preload = tuple(sorted(m for m in _option(argv, "--preload", "").split(",") if m))
-    started = {}
-    for modules in {(), preload}:
-        ours, theirs = socket.socketpair()
-        with open(os.path.join(home, "logs", "template.log"), "ab") as log, theirs:
-            started[modules] = (subprocess.Popen(
-                template_command(sys.executable, modules), stdin=theirs.fileno(), stdout=subprocess.PIPE, stderr=log,
-                cwd=home, close_fds=True), ours)
-    return started
+    ours, theirs = socket.socketpair()
+    with open(os.path.join(home, "logs", "template.log"), "ab") as log, theirs:
+        bare = subprocess.Popen(template_command(sys.executable, ()), stdin=theirs.fileno(), stdout=subprocess.PIPE,
+                                stderr=log, cwd=home, close_fds=True)
+    return {(): (bare, ours)}

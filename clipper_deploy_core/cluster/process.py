@@ -125,7 +125,10 @@ async def serve(args: argparse.Namespace, early: Early) -> None:
     else:
         runner, rpc_host = RUNNERS[args.replicas](args, home)
         if isinstance(runner, ProcessRunner):
-            await runner.adopt(early)  # started before our imports; they warm while the user builds the model
+            await runner.adopt(early)  # started before our imports; it warms while the user builds the model
+            preload = tuple(sorted(m for m in args.preload.split(",") if m))
+            if preload:
+                await runner.warm_template(preload)  # forked from the bare template once that is ready
         replica_env = {SECRET_ENV: secret, MAX_FRAME_ENV: str(max_frame)}
         supervisor = ReplicaSupervisor(state, home, runner, lambda: (rpc_host, rpc_port[0]), replica_env=replica_env)
         controller = supervisor
