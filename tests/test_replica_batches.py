@@ -129,6 +129,10 @@ def test_the_merge_wait_is_read_in_milliseconds_and_a_bad_value_is_named(monkeyp
     assert merge_wait_s() == 0.001
     monkeypatch.setenv(MERGE_WAIT_ENV, "2.5")
     assert merge_wait_s() == 0.0025
-    monkeypatch.setenv(MERGE_WAIT_ENV, "fast")
-    assert merge_wait_s() == 0.001
-    assert "CLIPPER_DEPLOY_MERGE_WAIT_MS='fast' is not a number of milliseconds; using 1" in capsys.readouterr().out
+    monkeypatch.setenv(MERGE_WAIT_ENV, "0")
+    assert merge_wait_s() == 0.0
+    for bad in ("fast", "-1", "inf"):  # a negative one was taken as 0, and inf as a wait without end
+        monkeypatch.setenv(MERGE_WAIT_ENV, bad)
+        assert merge_wait_s() == 0.001
+        out = capsys.readouterr().out
+        assert f"CLIPPER_DEPLOY_MERGE_WAIT_MS={bad!r} is not a number of milliseconds; using 1" in out

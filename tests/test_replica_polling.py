@@ -56,7 +56,7 @@ def test_polling_off_never_waits_for_a_frame(monkeypatch):
 
 
 @pytest.mark.parametrize("raw, expected", [(None, 500e-6), ("120", 120e-6), ("0", 0.0), ("fast", 500e-6),
-                                           ("-5", 500e-6)])
+                                           ("-5", 500e-6), ("inf", 500e-6), ("nan", 500e-6)])
 def test_the_poll_window_is_read_in_microseconds_and_a_bad_value_is_named(monkeypatch, capsys, raw, expected):
     if raw is None:
         monkeypatch.delenv(POLL_ENV, raising=False)
@@ -64,7 +64,8 @@ def test_the_poll_window_is_read_in_microseconds_and_a_bad_value_is_named(monkey
         monkeypatch.setenv(POLL_ENV, raw)
     assert max_window_s() == pytest.approx(expected)
     out = capsys.readouterr().out
-    assert (f"{POLL_ENV}={raw!r} is not a number of microseconds; using 500" in out) == (raw in ("fast", "-5"))
+    named = f"{POLL_ENV}={raw!r} is not a number of microseconds; using 500" in out
+    assert named == (raw in ("fast", "-5", "inf", "nan"))
 
 
 @pytest.mark.parametrize("setting", ["0", "2000", "soon"])

@@ -12,7 +12,6 @@ frontend (restarted by the cluster process) is retried every half second.
 
 from __future__ import annotations
 
-import os
 import selectors
 import socket
 import time
@@ -21,6 +20,7 @@ from typing import Any
 
 from .. import wire
 from .batches import Frame, handle_together
+from .env_settings import seconds_from_env
 
 RETRY_S = 0.5
 BYE_GRACE_S = 30.0  # how long the others get to hang up after bye: their batches in flight are answered first
@@ -33,15 +33,8 @@ MERGE_WAIT_DEFAULT_MS = 1.0
 
 
 def merge_wait_s() -> float:
-    """``CLIPPER_DEPLOY_MERGE_WAIT_MS`` in seconds; a value that is not a number is named in the log and the default
-    used, so a typo costs the merge wait, not the replica."""
-    raw = os.environ.get(MERGE_WAIT_ENV)
-    try:
-        return (MERGE_WAIT_DEFAULT_MS if raw is None else float(raw)) / 1000
-    except ValueError:
-        print(f"replica: {MERGE_WAIT_ENV}={raw!r} is not a number of milliseconds; using {MERGE_WAIT_DEFAULT_MS:g}",
-              flush=True)
-        return MERGE_WAIT_DEFAULT_MS / 1000
+    """``CLIPPER_DEPLOY_MERGE_WAIT_MS`` in seconds."""
+    return seconds_from_env(MERGE_WAIT_ENV, MERGE_WAIT_DEFAULT_MS, "milliseconds", 1e3)
 
 
 def open_address(address: str, timeout: float = 5.0) -> socket.socket:

@@ -15,23 +15,16 @@ import select
 import socket
 import time
 
+from .env_settings import seconds_from_env
+
 POLL_ENV = "CLIPPER_DEPLOY_REPLICA_POLL_US"
 POLL_DEFAULT_US = 500.0
 GROW_FROM_S = 50e-6  # the first window once frames come close together; below it polling stops
 
 
 def max_window_s() -> float:
-    """``CLIPPER_DEPLOY_REPLICA_POLL_US`` in seconds (0 turns polling off); a value that is not a number of
-    microseconds is named in the log and the default used, so a typo costs the polling, not the replica."""
-    raw = os.environ.get(POLL_ENV)
-    try:
-        value = POLL_DEFAULT_US if raw is None else float(raw)
-        if not value >= 0:
-            raise ValueError(raw)
-    except ValueError:
-        print(f"replica: {POLL_ENV}={raw!r} is not a number of microseconds; using {POLL_DEFAULT_US:g}", flush=True)
-        value = POLL_DEFAULT_US
-    return value / 1e6
+    """``CLIPPER_DEPLOY_REPLICA_POLL_US`` in seconds (0 turns polling off)."""
+    return seconds_from_env(POLL_ENV, POLL_DEFAULT_US, "microseconds", 1e6)
 
 
 def next_window(window: float, waited: float, max_window: float) -> float:
