@@ -126,9 +126,8 @@ async def serve(args: argparse.Namespace, early: Early) -> None:
         runner, rpc_host = RUNNERS[args.replicas](args, home)
         if isinstance(runner, ProcessRunner):
             await runner.adopt(early)  # started before our imports; it warms while the user builds the model
-            preload = tuple(sorted(m for m in args.preload.split(",") if m))
-            if preload:
-                await runner.warm_template(preload)  # forked from the bare template once that is ready
+            if args.preload:
+                await runner.warm_template(args.preload)  # forked from the bare template once that is ready
         replica_env = {SECRET_ENV: secret, MAX_FRAME_ENV: str(max_frame)}
         supervisor = ReplicaSupervisor(state, home, runner, lambda: (rpc_host, rpc_port[0]), replica_env=replica_env)
         controller = supervisor
@@ -249,7 +248,8 @@ def main(early: Early | None = None) -> int:
                    help="comma-separated host names (besides IP addresses and localhost) the admin API answers to")
     args = p.parse_args()
     try:
-        validate_module_names([m for m in args.preload.split(",") if m], "--preload")
+        # as the template pool keys templates: the sorted module tuple
+        args.preload = tuple(sorted(validate_module_names([m for m in args.preload.split(",") if m], "--preload")))
     except ClipperException as e:
         p.error(str(e))
     if args.frontends < 1:
