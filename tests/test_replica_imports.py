@@ -57,6 +57,15 @@ def test_the_cluster_process_never_imports_an_unpickler_or_uvicorn(tmp_path, mon
     loaded = sorted(m for m in modules if m.split(".")[0] in ("cloudpickle", "uvicorn", "click", "multiprocessing")
                     or m in ("clipper_deploy_core.bundle.reader", "clipper_deploy_core.bundle.writer"))
     assert not loaded, f"the cluster process imported {loaded}"
+    # prometheus-client's metrics, counting that query, but not its web servers (frontend.prometheus_package)
+    assert "prometheus_client.metrics" in modules
+    # ... and those and numpy only once the cluster listens: start_clipper() waits for that, not for them
+    before = logged_imports(log[:log.index("cluster listening:")])
+    early = sorted(m for m in before if m.split(".")[0] in ("prometheus_client", "numpy"))
+    assert not early, f"the cluster process imported {early} before it listened"
+    web = sorted(m for m in modules if m.split(".")[0] in ("wsgiref",)
+                 or m in ("prometheus_client.exposition", "http.server", "urllib.request"))
+    assert not web, f"the cluster process imported {web} before anything scraped /metrics"
 
 
 def test_a_script_that_imports_the_connection_manager_and_deployer_starts_the_cluster_before_heavy_imports():
@@ -73,11 +82,44 @@ def test_a_script_that_imports_the_connection_manager_and_deployer_starts_the_cl
 
 
 def test_the_cluster_process_opens_its_ports_before_it_imports_metrics_numpy_or_package_metadata():
-    # What the cluster process imports before serve() delays start_clipper(); prometheus-client (its web-server
-    # half included) and numpy load in a thread once it runs (frontend.warm_imports), package metadata when asked.
+    # What the cluster process imports before serve() delays start_clipper(); prometheus-client's metrics and numpy
+    # load in a thread once it listens (frontend.warm_imports), package metadata when asked.
     modules = modules_after("import clipper_deploy_core.cluster.process; "
                             "from clipper_deploy_core.frontend.metrics import Metrics; Metrics().watch_replicas(list)")
     assert "clipper_deploy_core.frontend.http_server" in modules
     early = [m for m in modules if m.split(".")[0] in ("prometheus_client", "numpy", "importlib_metadata")
              or m == "importlib.metadata"]
     assert not early, f"importing the cluster process and creating its metrics imported {early}"
+
+
+def test_the_frontend_s_metrics_leave_prometheus_client_s_web_servers_unimported_yet_the_package_whole():
+    # frontend.prometheus_package: the metrics count and render without the package's __init__, whose exposition
+    # servers cost a frontend's start 0.35 s without bytecode; the first scrape imports the renderer only.
+    code = """
+import sys
+from clipper_deploy_core.frontend.metrics import Metrics
+from clipper_deploy_core.frontend.warm_imports import run
+run()
+m = Metrics()
+m.app("a").requests.inc()
+m.model("mlp", "1").batch_size.observe(3)
+web = [n for n in ("prometheus_client.exposition", "http.server", "wsgiref", "urllib.request") if n in sys.modules]
+text = m.render().decode()
+assert 'clipper_app_requests_total{app="a"} 1.0' in text, text
+assert 'clipper_model_batch_size_count{model="mlp",version="1"} 1.0' in text, text
+scraped = "prometheus_client.exposition" in sys.modules
+import prometheus_client  # other code in the process: the whole package, on first use of a name __init__ defines
+from prometheus_client import Counter, REGISTRY, generate_latest, start_http_server
+from prometheus_client import *  # noqa: F403
+assert Counter is prometheus_client.metrics.Counter and "Gauge" in prometheus_client.__all__
+assert generate_latest(REGISTRY) is not None and callable(start_http_server)
+try:
+    prometheus_client.no_such_name
+except AttributeError as e:
+    missing = str(e)
+print(web, scraped, missing)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[0] == \
+        "[] True module 'prometheus_client' has no attribute 'no_such_name'", out.stdout

@@ -89,7 +89,6 @@ async def serve(args: argparse.Namespace, early: Early) -> None:
     os.umask(0o077)  # state, secret, token, logs and bundles hold code and data: this user's alone
     home.mkdir(parents=True, exist_ok=True)
     home.chmod(0o700)
-    warm_imports.start()  # beside the rest of the start; a deploy waits for it (admin_api)
     several = args.frontends > 1
     metrics_dir = home / METRICS_DIR
     if several:  # a fresh count: the files of a previous run's processes would be summed in
@@ -192,6 +191,7 @@ async def serve(args: argparse.Namespace, early: Early) -> None:
             os.close(args.ready_fd)
         except OSError:  # the starter is gone: cluster.json says the same
             pass
+    warm_imports.start()  # once it listens, beside the first deploy, which waits for it (admin_api)
     if supervisor is not None:
         await supervisor.restore()
     freeze_startup_objects()

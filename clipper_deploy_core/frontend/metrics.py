@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import prometheus_package
+
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 
@@ -36,8 +38,9 @@ class Metrics:
     process writes its series to memory-mapped files there, and a scrape of any of them sums every process's
     (counters and histograms; gauges take the largest value among live processes).
 
-    The series are created on first use: importing prometheus-client is 0.3 s of a frontend's start where there is
-    no bytecode, so a frontend opens its ports first and imports it in the background (:mod:`.warm_imports`).
+    The series are created on first use: importing prometheus-client's metrics is 0.3 s of a frontend's start
+    where there is no bytecode, so a frontend opens its ports first and imports them in the background
+    (:mod:`.warm_imports`); its web servers are never imported (:mod:`.prometheus_package`).
     """
 
     registry: Any
@@ -78,12 +81,14 @@ class Metrics:
         with self._lock:
             if self._built:
                 return
-            from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+            prometheus_package.enter()
+            from prometheus_client.metrics import Counter, Gauge, Histogram
+            from prometheus_client.registry import CollectorRegistry
 
             if self.shared_dir is not None:
                 # prometheus-client picks its value store at import from PROMETHEUS_MULTIPROC_DIR; the cluster
                 # process learns it needs one later, from its arguments, so it sets both before any series exists.
-                from prometheus_client import values
+                import prometheus_client.values as values
 
                 os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(self.shared_dir)
                 values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]
@@ -173,13 +178,15 @@ class Metrics:
 
     def render(self) -> bytes:
         """The Prometheus text exposition for ``GET /metrics``."""
-        from prometheus_client import generate_latest
+        prometheus_package.enter()
+        from prometheus_client.exposition import generate_latest  # at the first scrape, not at the start
 
         return generate_latest(self.exposed)
 
 
 def forget_process(shared_dir: Path, pid: int) -> None:
     """A frontend process of a multiprocess cluster ended: its gauges stop counting (its counters still do)."""
+    prometheus_package.enter()
     from prometheus_client.multiprocess import mark_process_dead
 
     mark_process_dead(pid, str(shared_dir))  # type: ignore[no-untyped-call]
@@ -195,7 +202,7 @@ class _ReplicaStates:
         return []  # collected only at scrape time
 
     def collect(self) -> Iterator[Any]:
-        from prometheus_client.core import GaugeMetricFamily
+        from prometheus_client.metrics_core import GaugeMetricFamily
 
         family = GaugeMetricFamily("clipper_replica_state", "Replicas by state (1 = in that state); last_error says "
                                    "why one keeps failing to start", labels=["model", "version", "replica", "state",
@@ -211,6 +218,7 @@ class _SummedWithHitRatio:
     hit ratio computed from those same families."""
 
     def __init__(self, shared_dir: Path) -> None:
+        prometheus_package.enter()
         from prometheus_client.multiprocess import MultiProcessCollector
 
         self.summed = MultiProcessCollector(None, path=str(shared_dir))  # type: ignore[no-untyped-call]
@@ -235,7 +243,7 @@ class _CacheHitRatio:
         return []  # collected only at scrape time
 
     def collect(self) -> Iterator[Any]:
-        from prometheus_client.core import GaugeMetricFamily
+        from prometheus_client.metrics_core import GaugeMetricFamily
 
         totals: dict[str, dict[tuple[str, str], float]] = {"clipper_model_cache_lookups": {},
                                                             "clipper_model_cache_hits": {}}

@@ -1,9 +1,10 @@
 """What the query path imports on first use, imported as a frontend starts, so that no query pays for it:
-prometheus-client (every query is counted) and numpy (a batch's inputs become an array). Together 0.1 s with
-bytecode, 1 s without, longer on a busy machine.
+prometheus-client's metrics (every query is counted) and numpy (a batch's inputs become an array). Together
+0.05 s with bytecode, 0.7 s without, longer on a busy machine.
 
-The cluster process imports it in a thread, beside its own start and the first deploy, and a deploy does not
-return before the thread is done (:func:`wait`): "ready" means the frontend is warm as well as the replica.
+The cluster process imports them in a thread once it listens, beside the first deploy, and a deploy does not return
+before the thread is done (:func:`wait`): "ready" means the frontend is warm as well as the replica. Not before it
+listens: the thread would share the GIL with the start, and ``start_clipper()``, which waits for it, with it.
 """
 
 from __future__ import annotations
@@ -11,12 +12,15 @@ from __future__ import annotations
 import asyncio
 import threading
 
-MODULES = ("prometheus_client", "numpy")
+from . import prometheus_package
+
+MODULES = ("prometheus_client.metrics", "numpy")
 
 _thread: threading.Thread | None = None
 
 
 def _import_all() -> None:
+    prometheus_package.enter()
     for name in MODULES:
         __import__(name)  # not importlib.import_module: only this shows in ``python -X importtime``
 
