@@ -1,10 +1,11 @@
 """What the query path imports on first use, imported as a frontend starts, so that no query pays for it:
 prometheus-client's metrics (every query is counted) and numpy (a batch's inputs become an array). Together
-0.05 s with bytecode, 0.7 s without, longer on a busy machine.
+under 0.1 s with bytecode, 0.9 s without, longer on a busy machine.
 
 The cluster process imports them in a thread once it listens, beside the first deploy, and a deploy does not return
-before the thread is done (:func:`wait`): "ready" means the frontend is warm as well as the replica. Not before it
-listens: the thread would share the GIL with the start, and ``start_clipper()``, which waits for it, with it.
+before the thread is done (:func:`wait`): "ready" means the frontend is warm as well as the replica. Started any
+earlier, the thread would share the GIL with the rest of the start, and so delay ``start_clipper()``, which waits
+only for the cluster to listen.
 """
 
 from __future__ import annotations
