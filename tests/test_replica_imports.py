@@ -123,3 +123,28 @@ print(web, scraped, missing)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split("\n")[0] == \
         "[] True module 'prometheus_client' has no attribute 'no_such_name'", out.stdout
+
+
+def test_only_a_framework_s_template_reads_package_metadata_and_its_replicas_inherit_the_reader(tmp_path, monkeypatch):
+    # plugin.manager reads plugins' distribution names and versions when first asked for, so the bare template (the
+    # first deploy of a closure waits for it) does not import the email parser for them; a framework's bundle records
+    # the framework's version, which its replica's load checks, so the framework's template imports the parser.
+    import toy_models
+
+    from clipper_deploy_core import deploy
+
+    monkeypatch.setenv("PYTHONPROFILEIMPORTTIME", "1")
+    with local_cluster("metadata", tmp_path) as conn:
+        create_endpoint(conn, "closure", "doubles", lambda xs: [str(len(x)) for x in xs])
+        deploy(conn, toy_models.Polynomial([1.0, 2.0]), lambda m, xs: [str(m(x[0])) for x in xs], name="poly")
+        assert predict(conn, "poly", {"input": [2.0]})["output"] == 5.0
+        assert predict(conn, "closure", {"input": [1.0, 2.0]})["output"] == 2
+        replicas = {r["model_name"]: r for r in conn.get_all_model_replicas(verbose=True)}
+        template_log = (Path(replicas["poly"]["log"]).parent / "template.log").read_text()
+        own = {name: logged_imports(Path(r["log"]).read_text()) for name, r in replicas.items()}
+    bare, _, rest = template_log.partition("ready, preloaded []")  # the bare template's imports come before it
+    toy, ready, _ = rest.partition("ready, preloaded [toy_models]")  # the toy template's, forked once bare was ready
+    assert ready and "email.parser" not in logged_imports(bare)
+    assert "email.parser" in logged_imports(toy)
+    for name, modules in own.items():
+        assert "email.parser" not in modules, f"the {name} replica imported the email parser itself"

@@ -8,12 +8,13 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 import sys
 import threading
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,19 +35,32 @@ class PluginLoadWarning(UserWarning):
     """A plugin failed to load and was skipped."""
 
 
+Lazy = str | Callable[[], str]  # a value, or a function that reads it when it is first needed
+
+
 @dataclass(frozen=True)
 class PluginInfo:
-    """What the core knows about one registered plugin."""
+    """What the core knows about one registered plugin. ``distribution`` and ``version`` are read from the package's
+    metadata when first asked for: a replica template finds the plugins without parsing their METADATA (with the
+    email parser: 0.15 s of its start without bytecode) for what only a listing or a new bundle's manifest needs."""
 
     name: str
     module: str
-    distribution: str
-    version: str
+    distribution_source: Lazy = field(repr=False, compare=False)
+    version_source: Lazy = field(repr=False, compare=False)
     builtin: bool
     model_types: tuple[str, ...] = ()
     hooks: tuple[str, ...] = field(default=())
     priorities: dict[str, int] = field(default_factory=dict)  # model type -> tie-break priority (default 0)
     preload: tuple[str, ...] = ()  # modules a replica template may import before it forks (preload_modules)
+
+    @functools.cached_property
+    def distribution(self) -> str:
+        return _read(self.distribution_source)
+
+    @functools.cached_property
+    def version(self) -> str:
+        return _read(self.version_source)
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "module": self.module, "distribution": self.distribution,
@@ -60,6 +74,10 @@ def _env_list(var: str) -> set[str] | None:
     if raw is None:
         return None
     return {p.strip() for p in raw.split(",") if p.strip()}
+
+
+def _read(value: Lazy) -> str:
+    return value if isinstance(value, str) else value()
 
 
 def _dist_version(dist: str) -> str:
@@ -81,11 +99,12 @@ class PluginRegistry:
             self.pm.trace.root.setwriter(lambda msg: sys.stderr.write(f"clipper-deploy: {msg}"))
             self.pm.enable_tracing()
 
-    def register(self, plugin: object, name: str, distribution: str, version: str, builtin: bool = False) -> None:
-        """Register ``plugin`` (a module or object with ``@hookimpl`` functions) under ``name``."""
+    def register(self, plugin: object, name: str, distribution: Lazy, version: Lazy, builtin: bool = False) -> None:
+        """Register ``plugin`` (a module or object with ``@hookimpl`` functions) under ``name``. ``distribution``
+        and ``version``: strings, or functions that read them when they are first needed."""
         if name in self._infos:
             raise ClipperException(f"Two plugins are registered under the name {name!r}: "
-                                   f"{self._infos[name].distribution} and {distribution}")
+                                   f"{self._infos[name].distribution} and {_read(distribution)}")
         self.pm.register(plugin, name=name)
         try:
             self._infos[name] = self._info(plugin, name, distribution, version, builtin)
@@ -93,7 +112,7 @@ class PluginRegistry:
             self.unregister(name)  # a plugin that declares nonsense is not half-registered
             raise
 
-    def _info(self, plugin: object, name: str, distribution: str, version: str, builtin: bool) -> PluginInfo:
+    def _info(self, plugin: object, name: str, distribution: Lazy, version: Lazy, builtin: bool) -> PluginInfo:
         impls = self.pm.get_hookcallers(plugin) or []
         hooks = tuple(sorted(h.name for h in impls))
         types: list[str] = []
@@ -163,19 +182,21 @@ def load_plugins(registry: PluginRegistry, entry_points: Iterable[Any] | None = 
     for name, modname in DEFAULT_PLUGINS:
         if name not in disabled:
             registry.register(importlib.import_module(modname), name, CORE_DISTRIBUTION,
-                              _dist_version(CORE_DISTRIBUTION), builtin=True)
+                              functools.partial(_dist_version, CORE_DISTRIBUTION), builtin=True)
     eps = entry_points if entry_points is not None else importlib_metadata.entry_points(group=ENTRY_POINT_GROUP)
     for ep in eps:
         if ep.name in disabled or (allowed is not None and ep.name not in allowed):
             continue
         dist = getattr(ep, "dist", None)
-        dist_name = dist.name if dist is not None else "unknown"
+        # a Distribution's name and version parse its METADATA: read them when first asked for
+        dist_name: Lazy = (lambda d=dist: str(d.name)) if dist is not None else "unknown"
+        version: Lazy = (lambda d=dist: str(d.version)) if dist is not None else "0+unknown"
         try:
-            registry.register(ep.load(), ep.name, dist_name, dist.version if dist is not None else "0+unknown")
+            registry.register(ep.load(), ep.name, dist_name, version)
         except Exception as err:  # noqa: BLE001 - one broken plugin must not take the others down
             if ep.name in registry._infos:
                 registry.unregister(ep.name)
-            _handle_failure(f"clipper-deploy plugin {ep.name!r} ({dist_name}, {ep.value})", err)
+            _handle_failure(f"clipper-deploy plugin {ep.name!r} ({_read(dist_name)}, {ep.value})", err)
     return registry
 
 

@@ -115,6 +115,10 @@ def _serve(modules: list[str]) -> int:
     began = time.monotonic()
     for name in modules:
         importlib.import_module(name)
+    if modules:  # a framework's bundles record its version, which each replica's load checks
+        from ..bundle.reader import warm_framework_checks
+
+        warm_framework_checks()
     print(f"replica template {os.getpid()} (parent {os.getppid()}) ready, preloaded "
           f"[{', '.join(modules)}] in {time.monotonic() - began:.2f} s", file=sys.stderr, flush=True)
     wake = os.pipe()
