@@ -148,3 +148,27 @@ def test_only_a_framework_s_template_reads_package_metadata_and_its_replicas_inh
     assert "email.parser" in logged_imports(toy)
     for name, modules in own.items():
         assert "email.parser" not in modules, f"the {name} replica imported the email parser itself"
+
+
+def test_start_clipper_imports_the_admin_client_while_the_cluster_starts_and_returns_on_its_word(tmp_path):
+    # Both were on every cold start's path: the admin client's import (0.2 s without bytecode) after the cluster
+    # listened, and a ping that waited for the cluster's loop, busy with the imports it starts then. The cluster
+    # writes its ready byte once every port listens; only it holds that pipe's other end.
+    code = f"""
+import json, sys
+from clipper_deploy_core.managers.local import manager
+from clipper_deploy_core.testing import local_cluster, predict
+from clipper_deploy_core.deployers.python import create_endpoint
+calls = []
+real = manager.request
+manager.request = lambda method, url, *a, **k: (calls.append(url), real(method, url, *a, **k))[1]
+with local_cluster("word", {str(tmp_path)!r}) as conn:
+    during = list(calls)
+    imported = "urllib.request" in sys.modules
+    create_endpoint(conn, "e", "doubles", lambda xs: [str(len(x)) for x in xs])
+    answer = predict(conn, "e", {{"input": [1.0, 2.0]}})["output"]
+print(json.dumps([during, imported, answer]))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.splitlines()[-1]) == [[], True, 2]

@@ -20,7 +20,7 @@ from typing import Any
 from ...bundle import bundle_digest, read_manifest, verify_bundle
 from ...envs import cluster_dir, default_home
 from ...exceptions import ClipperException
-from ...http_client import request
+from ...http_client import request, warm_http_client
 from ...naming import validate_module_names, validate_name
 from ..admin_client import AdminBackedManager, cache_size_args, check_frontends
 from .import_watch import Watch, unwatch, watch_imports
@@ -153,14 +153,18 @@ class LocalContainerManager(AdminBackedManager):
             os.close(ready_w)
             log.close()
         try:
-            groups = preload_groups() if self.preload is None else []  # while the cluster process starts
+            # while the cluster process starts: the plugins' preload modules, and the admin client's imports (its
+            # first request would import them, 0.2 s where nothing is precompiled)
+            groups = preload_groups() if self.preload is None else []
+            warm_http_client()
             self._wait_listening(proc, ready_r)
         finally:
             os.close(ready_r)
         self._watch_imports(groups)
 
     def _wait_listening(self, proc: subprocess.Popen[bytes], ready: int) -> None:
-        """Return once the cluster process ``proc`` says (on the pipe ``ready``) that it listens and answers."""
+        """Return once the cluster process ``proc`` says (on the pipe ``ready``) that it listens, or, if it closed
+        the pipe without saying so, once its admin port answers."""
         deadline = time.monotonic() + START_TIMEOUT_S
         said = False
         while time.monotonic() < deadline:
@@ -171,7 +175,10 @@ class LocalContainerManager(AdminBackedManager):
                 raise ClipperException(f"The cluster process exited with code {proc.returncode}:\n"
                                        f"{(self.dir / 'cluster.log').read_text(errors='replace')[-4000:]}")
             info = self._read_info()
-            if info and info["pid"] == proc.pid and request("GET", f"http://{info['admin']}/admin/ping")[0] == 200:
+            # Only proc holds the pipe's other end, and it writes the byte once every port listens: a ping then
+            # would only wait for its loop, busy with the imports it starts then (frontend.warm_imports).
+            if info and info["pid"] == proc.pid and (
+                    said or request("GET", f"http://{info['admin']}/admin/ping")[0] == 200):
                 self.info = info
                 return
             if said or readable:
