@@ -150,7 +150,7 @@ def test_only_a_framework_s_template_reads_package_metadata_and_its_replicas_inh
         assert "email.parser" not in modules, f"the {name} replica imported the email parser itself"
 
 
-def test_start_clipper_imports_the_admin_client_while_the_cluster_starts_and_returns_on_its_word(tmp_path):
+def test_start_clipper_warms_the_deploy_path_while_the_cluster_starts_and_returns_on_its_word(tmp_path):
     # Both were on every cold start's path: the admin client's import (0.2 s without bytecode) after the cluster
     # listened, and a ping that waited for the cluster's loop, busy with the imports it starts then. The cluster
     # writes its ready byte once every port listens; only it holds that pipe's other end.
@@ -164,7 +164,9 @@ real = manager.request
 manager.request = lambda method, url, *a, **k: (calls.append(url), real(method, url, *a, **k))[1]
 with local_cluster("word", {str(tmp_path)!r}) as conn:
     during = list(calls)
-    imported = "urllib.request" in sys.modules
+    from clipper_deploy_core.plugin import get_registry
+    # the plugins' versions too, which a deploy records (plugin.manager reads them when first asked for)
+    imported = "urllib.request" in sys.modules and all("version" in vars(i) for i in get_registry().infos())
     create_endpoint(conn, "e", "doubles", lambda xs: [str(len(x)) for x in xs])
     answer = predict(conn, "e", {{"input": [1.0, 2.0]}})["output"]
 print(json.dumps([during, imported, answer]))
