@@ -248,7 +248,11 @@ def running_template(pid):
 
 def templates_are(cluster_dir, expected):
     """Wait until the running templates are ``expected`` (module tuples); return them by module tuple."""
-    wait_until(lambda: set(templates_of(cluster_dir)) == set(expected), f"the templates {sorted(expected)}")
+    try:
+        wait_until(lambda: set(templates_of(cluster_dir)) == set(expected), f"the templates {sorted(expected)}")
+    except AssertionError as e:  # say what ran instead, and what the templates wrote
+        log = (Path(cluster_dir) / "logs" / "template.log").read_text(errors="replace")
+        raise AssertionError(f"{e}; running: {templates_of(cluster_dir)}; template.log ends:\n{log[-3000:]}") from None
     return templates_of(cluster_dir)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -43,6 +44,8 @@ def warm_framework_checks() -> None:
         importlib_metadata.version(CORE_DISTRIBUTION)
     except importlib_metadata.PackageNotFoundError:  # a source checkout: the parser is imported all the same
         pass
+    except Exception as e:  # noqa: BLE001 - a warm-up: its replicas would import the parser themselves
+        print(f"could not warm the framework version check: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
 
 
 def _check_framework_versions(manifest: Manifest) -> None:

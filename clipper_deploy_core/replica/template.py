@@ -119,8 +119,10 @@ def _serve(modules: list[str]) -> int:
         from ..bundle.reader import warm_framework_checks
 
         warm_framework_checks()
-    print(f"replica template {os.getpid()} (parent {os.getppid()}) ready, preloaded "
-          f"[{', '.join(modules)}] in {time.monotonic() - began:.2f} s", file=sys.stderr, flush=True)
+    # One write: templates share the log, and a line written in pieces (print writes the newline apart when stderr
+    # is unbuffered) could merge with another template's.
+    os.write(2, f"replica template {os.getpid()} (parent {os.getppid()}) ready, preloaded [{', '.join(modules)}] in "
+                f"{time.monotonic() - began:.2f} s\n".encode())
     wake = os.pipe()
     os.set_blocking(wake[1], False)
     signal.set_wakeup_fd(wake[1])
