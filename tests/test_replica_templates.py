@@ -448,3 +448,46 @@ def test_concurrent_warm_requests_cannot_pass_the_template_cap_together(tmp_path
     refused = [r for r in results if isinstance(r, ClipperException)]
     assert live == MAX_TEMPLATES and len(refused) == len(stdlib) - MAX_TEMPLATES
     assert all(f"already runs {MAX_TEMPLATES} replica templates" in str(r) for r in refused)
+
+
+def test_a_replica_whose_exit_arrives_with_its_pid_is_still_handed_over_with_its_exit_code():
+    """A replica that exits at once (before printing anything) can have its pid and its exit reported in one read
+    of the template's answers, before the fork request resumes. A scripted template channel (socketpair and
+    StreamReader) makes that order certain; a real one only makes it likely (a CI run got KeyError: <pid>)."""
+    import socket
+
+    from clipper_deploy_core.cluster.replica_templates import Channel, Template
+
+    class Process:  # the scripted template's process: nothing to kill or reap
+        pid = 0
+
+        def kill(self):
+            pass
+
+        async def reap(self):
+            pass
+
+    async def scenario():
+        ours, theirs = socket.socketpair()
+        answers = asyncio.StreamReader()
+        answers.feed_data(b'{"ready": true}\n')
+
+        async def spawn():
+            return Channel(Process(), ours, answers)
+
+        template = Template(spawn())
+        assert await template.ready
+
+        async def answer_request():  # the template forks, and the replica has exited before anyone looks
+            await asyncio.to_thread(theirs.recv, 4096)
+            answers.feed_data(b'{"pid": 4242}\n{"exited": 4242, "code": 3}\n')
+
+        replying = asyncio.create_task(answer_request())
+        child = await template.fork({}, Path("/dev/null"), Path("."))
+        await replying
+        code = await asyncio.wait_for(child.wait(), 5)
+        ours.close()
+        theirs.close()
+        return child.pid, code
+
+    assert asyncio.run(scenario()) == (4242, 3)

@@ -135,7 +135,7 @@ class Template:
     def __init__(self, spawn: Awaitable[Channel]) -> None:
         loop = asyncio.get_running_loop()
         self.channel: asyncio.Future[Channel] = loop.create_future()
-        self.waiting: collections.deque[asyncio.Future[int]] = collections.deque()
+        self.waiting: collections.deque[asyncio.Future[ForkedReplica]] = collections.deque()
         self.children: dict[int, ForkedReplica] = {}
         self.nested: set[int] = set()  # the children that are templates: they outlive this one
         self.ready = loop.create_future()
@@ -145,7 +145,7 @@ class Template:
     async def fork(self, env: dict[str, str], log: Path, cwd: Path) -> ForkedReplica:
         """A new replica with this environment, log and working directory. ``ClipperException`` if the template
         has exited."""
-        return self.children[await self._request({"env": env, "log": str(log), "cwd": str(cwd)})]
+        return await self._request({"env": env, "log": str(log), "cwd": str(cwd)})
 
     async def fork_template(self, modules: tuple[str, ...]) -> Channel:
         """A new template forked from this one, that imports ``modules`` too. ``ClipperException`` if this one has
@@ -153,7 +153,7 @@ class Template:
         ours, theirs = socket.socketpair()
         answers, write_end = os.pipe()
         try:
-            pid = await self._request({"template": list(modules)}, [theirs.fileno(), write_end])
+            child = await self._request({"template": list(modules)}, [theirs.fileno(), write_end])
         except BaseException:
             ours.close()
             os.close(answers)
@@ -161,24 +161,25 @@ class Template:
         finally:
             theirs.close()  # in flight, the descriptors are the kernel's: the template gets its own copies
             os.close(write_end)
-        self.nested.add(pid)
-        return Channel(_Nested(self.children[pid]), ours, await _read_pipe(os.fdopen(answers, "rb")))
+        if not child.exited.done():
+            self.nested.add(child.pid)
+        return Channel(_Nested(child), ours, await _read_pipe(os.fdopen(answers, "rb")))
 
-    async def _request(self, msg: dict[str, object], fds: Sequence[int] = ()) -> int:
-        """Send ``msg`` (with ``fds``) and return the pid it is answered with."""
+    async def _request(self, msg: dict[str, object], fds: Sequence[int] = ()) -> ForkedReplica:
+        """Send ``msg`` (with ``fds``) and return the process it is answered with. Its exit may already be known:
+        the answer and the exit can arrive together, before the requester runs again."""
         if self.reader.done():
             raise ClipperException("the replica template has exited")
         channel = await asyncio.shield(self.channel)
         async with self.sending:
-            answer = asyncio.get_running_loop().create_future()
+            answer: asyncio.Future[ForkedReplica] = asyncio.get_running_loop().create_future()
             self.waiting.append(answer)
             try:
                 await asyncio.to_thread(_send, channel.requests, json.dumps(msg).encode() + b"\n", fds)
             except OSError as e:
                 self.waiting.remove(answer)
                 raise ClipperException(f"the replica template has exited ({e})") from None
-        pid: int = await answer
-        return pid
+        return await answer
 
     async def _read(self, spawn: Awaitable[Channel]) -> None:
         try:
@@ -193,8 +194,8 @@ class Template:
                 if "ready" in msg:
                     self.ready.set_result(True)
                 elif "pid" in msg:
-                    self.children[msg["pid"]] = ForkedReplica(msg["pid"])
-                    self.waiting.popleft().set_result(msg["pid"])
+                    child = self.children[msg["pid"]] = ForkedReplica(msg["pid"])
+                    self.waiting.popleft().set_result(child)
                 elif "exited" in msg and msg["exited"] in self.children:
                     self.nested.discard(msg["exited"])
                     self.children.pop(msg["exited"]).exited.set_result(msg["code"])
