@@ -36,14 +36,8 @@ def warm_framework_checks() -> None:
     """Import what :func:`_check_framework_versions` reads package metadata with (the email parser: 0.15 s without
     bytecode). A framework's replica template calls it, so that its replicas, whose bundles record the framework's
     version, inherit it; a closure's bundle records none, and its replicas never need it."""
-    import importlib_metadata
-
-    from ..plugin.manager import CORE_DISTRIBUTION
-
     try:
-        importlib_metadata.version(CORE_DISTRIBUTION)
-    except importlib_metadata.PackageNotFoundError:  # a source checkout: the parser is imported all the same
-        pass
+        get_registry().read_metadata()  # the same parser reads the plugins' metadata
     except Exception as e:  # noqa: BLE001 - a warm-up: its replicas would import the parser themselves
         print(f"could not warm the framework version check: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
 

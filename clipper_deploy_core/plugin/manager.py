@@ -146,6 +146,12 @@ class PluginRegistry:
     def infos(self) -> list[PluginInfo]:
         return sorted(self._infos.values(), key=lambda i: (not i.builtin, i.name))
 
+    def read_metadata(self) -> None:
+        """Read every plugin's distribution name and version now, as a bundle's manifest records them (each is
+        otherwise read, with the email parser, when first asked for)."""
+        for info in self._infos.values():
+            _ = info.distribution, info.version
+
     def info(self, name: str) -> PluginInfo:
         try:
             return self._infos[name]
