@@ -7,9 +7,11 @@ process does, costs almost nothing.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: every process of ours imports this first
 if TYPE_CHECKING:
+    from typing import Any
+
     from .clipper_connection import ClipperConnection
     from .deploy import deploy
     from .deployers.common import DeployResult

@@ -92,6 +92,25 @@ def test_the_cluster_process_opens_its_ports_before_it_imports_metrics_numpy_or_
     assert not early, f"importing the cluster process and creating its metrics imported {early}"
 
 
+def test_the_cluster_and_its_template_start_without_runpy_and_the_bare_template_before_typing(tmp_path, monkeypatch):
+    # Where nothing is precompiled, python -m costs runpy's imports (0.07 s) in each process of a cold start, and the
+    # bare template, which the first deploy of a closure waits for, starts only once the cluster has imported
+    # early_templates (process_commands).
+    monkeypatch.setenv("PYTHONPROFILEIMPORTTIME", "1")
+    with local_cluster("no-runpy", tmp_path) as conn:
+        create_endpoint(conn, "imp", "doubles", lambda xs: [str(len(x)) for x in xs])
+        assert predict(conn, "imp", {"input": [1.0]})["output"] == 1
+        (rep,) = conn.get_all_model_replicas(verbose=True)
+        logs = {"cluster": (conn.cm.dir / "cluster.log").read_text(),
+                "template": (Path(rep["log"]).parent / "template.log").read_text()}
+    for process, log in logs.items():
+        assert "runpy" not in logged_imports(log), f"the {process} process was started through runpy"
+    assert "clipper_deploy_core.cluster.process" in logged_imports(logs["cluster"])
+    assert "clipper_deploy_core.replica.template" in logged_imports(logs["template"])
+    before_template = modules_after("import clipper_deploy_core.cluster.early_templates")
+    assert not {"typing", "runpy"} & set(before_template), "the cluster imports typing before its bare template"
+
+
 def test_the_frontend_s_metrics_leave_prometheus_client_s_web_servers_unimported_yet_the_package_whole():
     # frontend.prometheus_package: the metrics count and render without the package's __init__, whose exposition
     # servers cost a frontend's start 0.35 s without bytecode; the first scrape imports the renderer only.

@@ -13,17 +13,14 @@ import socket
 import subprocess
 import sys
 
+from ..process_commands import template_command
+
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing first thing
 if TYPE_CHECKING:
     # by module tuple: the process, and the cluster's end of the socket its requests go to
     Early = dict[tuple[str, ...], tuple[subprocess.Popen[bytes], socket.socket]]
 
 TEMPLATES_ENV = "CLIPPER_DEPLOY_REPLICA_TEMPLATES"  # "0": replicas start as fresh processes
-
-
-def template_command(python: str, modules: tuple[str, ...]) -> list[str]:
-    """The command line of a template for ``python`` that imports ``modules`` (see replica.template)."""
-    return [python, "-m", "clipper_deploy_core.replica.template", *modules]
 
 
 def _option(argv: list[str], name: str, default: str) -> str:

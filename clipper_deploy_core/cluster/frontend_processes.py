@@ -20,6 +20,7 @@ from ..exceptions import ClipperException
 from ..frontend.admin_api import ReplicaController
 from ..frontend.metrics import forget_process
 from ..frontend.state import ClusterState
+from ..process_commands import cluster_command
 from ..replica_auth import SECRET_ENV
 from .query_worker import METRICS_DIR, REPLICA_VIEW, WORKERS_DIR
 
@@ -42,10 +43,10 @@ class FrontendProcesses:
 
     def _argv(self, index: int) -> list[str]:
         a = self.args
-        return [sys.executable, "-m", "clipper_deploy_core.cluster", "--name", a.name, "--home", str(self.home),
-                "--worker", str(index), "--query-host", a.query_host, "--query-port", str(self.query_port),
-                "--max-body", str(a.max_body), "--cache-size", str(a.cache_size),
-                "--max-batch-rows", str(a.max_batch_rows), "--rpc-listen", self.listen[index]]
+        return cluster_command(
+            sys.executable, "--name", a.name, "--home", str(self.home), "--worker", str(index), "--query-host",
+            a.query_host, "--query-port", str(self.query_port), "--max-body", str(a.max_body), "--cache-size",
+            str(a.cache_size), "--max-batch-rows", str(a.max_batch_rows), "--rpc-listen", self.listen[index])
 
     async def _spawn(self, index: int) -> str:
         """Start worker ``index`` and wait until it listens: the address replicas link to."""

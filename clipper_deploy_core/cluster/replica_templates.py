@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Protocol
 
 from ..exceptions import ClipperException
-from .early_templates import template_command
+from ..process_commands import template_command
 
 if TYPE_CHECKING:
     from .early_templates import Early

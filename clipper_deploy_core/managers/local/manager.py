@@ -22,6 +22,7 @@ from ...envs import cluster_dir, default_home
 from ...exceptions import ClipperException
 from ...http_client import request, warm_http_client
 from ...naming import validate_module_names, validate_name
+from ...process_commands import cluster_command
 from ..admin_client import AdminBackedManager, cache_size_args, check_frontends
 from .import_watch import Watch, unwatch, watch_imports
 
@@ -150,13 +151,14 @@ class LocalContainerManager(AdminBackedManager):
         ready_r, ready_w = os.pipe()
         try:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "clipper_deploy_core.cluster", "--name", self.cluster_name,
-                 "--home", str(self.dir), "--query-host", self.query_host, "--query-port", str(q), "--admin-host",
-                 self.admin_host, "--admin-port", str(a), "--rpc-port", str(r), "--max-body",
-                 str(self.max_request_bytes), "--max-batch-rows", str(self.max_batch_rows), *cache_args,
-                 "--frontends", str(self.frontends), *(["--preload", ",".join(self.preload)] if self.preload else []),
-                 "--env-root", str(self.home), *(["--insecure-loopback-admin"] if self.insecure_loopback_admin else []),
-                 "--ready-fd", str(ready_w)],
+                cluster_command(
+                    sys.executable, "--name", self.cluster_name, "--home", str(self.dir), "--query-host",
+                    self.query_host, "--query-port", str(q), "--admin-host", self.admin_host, "--admin-port", str(a),
+                    "--rpc-port", str(r), "--max-body", str(self.max_request_bytes), "--max-batch-rows",
+                    str(self.max_batch_rows), *cache_args, "--frontends", str(self.frontends),
+                    *(["--preload", ",".join(self.preload)] if self.preload else []), "--env-root", str(self.home),
+                    *(["--insecure-loopback-admin"] if self.insecure_loopback_admin else []),
+                    "--ready-fd", str(ready_w)),
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, env=env, cwd=str(self.dir),
                 pass_fds=(ready_w,))
         finally:
