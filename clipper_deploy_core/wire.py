@@ -58,14 +58,14 @@ def encode_batch(msg_id: int, inputs: Sequence[Any]) -> bytes:
     """A batch: numpy arrays as one raw buffer, unparsed bodies after it, anything else in the header."""
     if not any(isinstance(x, RawQuery) or hasattr(x, "dtype") for x in inputs):
         return encode({"type": "batch", "id": msg_id, "inputs": list(inputs)})
-    import numpy as np
-
     arrays = [x for x in inputs if not isinstance(x, RawQuery)]
     bodies = [x.body for x in inputs if isinstance(x, RawQuery)]
     kinds = "".join("r" if isinstance(x, RawQuery) else "a" for x in inputs)
     lengths = [len(x) for x in arrays]
     data = b""
-    if arrays:
+    if arrays:  # unparsed bodies alone (what single queries send) need no numpy
+        import numpy as np
+
         data = (np.concatenate(arrays) if len(set(lengths)) > 1 else np.stack(arrays)).tobytes()
     msg = {"type": "batch", "id": msg_id, "kinds": kinds, "dtype": str(arrays[0].dtype) if arrays else None,
            "lengths": lengths, "raw_lengths": [len(b) for b in bodies]}

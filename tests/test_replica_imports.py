@@ -111,6 +111,57 @@ def test_the_cluster_and_its_template_start_without_runpy_and_the_bare_template_
     assert not {"typing", "runpy"} & set(before_template), "the cluster imports typing before its bare template"
 
 
+# A numpy that, in the cluster process alone, waits for the test to open a FIFO before it imports the real one: the
+# cluster's import of numpy then takes as long as the test wants, in a real cluster, with no timing involved.
+GATED_NUMPY = """
+import importlib, os, sys
+here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if b"clipper_deploy_core.cluster" in open("/proc/self/cmdline", "rb").read():
+    with open(os.path.join(here, "gate"), "rb") as gate:  # blocks until the test opens the FIFO's other end
+        gate.read()
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != here]
+del sys.modules["numpy"]
+sys.modules["numpy"] = importlib.import_module("numpy")  # the import that ran this file returns the real one
+"""
+
+
+def test_a_deploy_and_a_single_query_never_wait_for_the_frontend_s_numpy_which_batches_get_once_it_is_done(
+        tmp_path, monkeypatch):
+    # The frontend needs numpy only for a batch of arrays; it imports it once the first deploy is done
+    # (frontend.warm_imports), and a single {"input": ...} is forwarded unparsed without it (wire.encode_batch).
+    import os
+    import threading
+
+    fake = tmp_path / "gated"
+    (fake / "numpy").mkdir(parents=True)
+    (fake / "numpy" / "__init__.py").write_text(GATED_NUMPY)
+    os.mkfifo(fake / "gate")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(fake), os.environ.get("PYTHONPATH", "")]))
+    opened = threading.Event()
+
+    def open_gate():
+        with open(fake / "gate", "wb"):  # returns once the cluster's numpy import waits at the other end
+            opened.set()
+
+    with local_cluster("gated-numpy", tmp_path / "home") as conn:
+        gate = threading.Thread(target=open_gate, daemon=True)
+        try:
+            deployed = threading.Thread(target=create_endpoint, daemon=True,
+                                        args=(conn, "imp", "doubles", lambda xs: [str(len(x)) for x in xs]))
+            deployed.start()
+            deployed.join(60)
+            assert not deployed.is_alive(), "the deploy waited for the cluster process's numpy import"
+            assert predict(conn, "imp", {"input": [1.0, 2.0]}, timeout=30)["output"] == 2
+            gate.start()  # the cluster imports numpy after the deploy: the gate opens, and the batch below gets it
+            gate.join(60)
+            assert opened.is_set(), "the cluster process never imported numpy after the deploy"
+            reply = predict(conn, "imp", {"input_batch": [[1.0], [1.0, 2.0, 3.0]]})
+            assert [p["output"] for p in reply["batch_predictions"]] == [1, 3]
+        finally:
+            if gate.ident is None:
+                gate.start()  # never leave the cluster's import waiting at the gate: stop_all would wait on it
+
+
 def test_the_frontend_s_metrics_leave_prometheus_client_s_web_servers_unimported_yet_the_package_whole():
     # frontend.prometheus_package: the metrics count and render without the package's __init__, whose exposition
     # servers cost a frontend's start 0.35 s without bytecode; the first scrape imports the renderer only.

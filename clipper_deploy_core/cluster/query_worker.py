@@ -89,7 +89,6 @@ async def serve_worker(args: argparse.Namespace) -> None:
     """Serve queries until SIGTERM, SIGINT or the cluster process's exit."""
     home = Path(args.home)
     os.umask(0o077)
-    import numpy  # noqa: F401 - the query path encodes batches with it: not inside the first query's SLO
 
     metrics = Metrics(home / METRICS_DIR)
     state = ClusterState(home / "state.db", shared=True)

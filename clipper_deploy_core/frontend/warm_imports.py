@@ -1,11 +1,13 @@
-"""What the query path imports on first use, imported as a frontend starts, so that no query pays for it:
-prometheus-client's metrics (every query is counted) and numpy (a batch's inputs become an array). Together
-under 0.1 s with bytecode, 0.9 s without, longer on a busy machine.
+"""What the query path imports on first use, imported ahead, so that no query pays for it: prometheus-client's
+metrics (every query is counted) and numpy (a batch of arrays, ``input_batch`` or a V2 tensor, becomes one array;
+a single ``{"input": ...}`` is forwarded unparsed and needs none). Under 0.1 s with bytecode, 0.9 s without, longer
+on a busy machine.
 
-The cluster process imports them in a thread once it listens, beside the first deploy, and a deploy does not return
-before the thread is done (:func:`wait`): "ready" means the frontend is warm as well as the replica. Started any
-earlier, the thread would share the GIL with the rest of the start, and so delay ``start_clipper()``, which waits
-only for the cluster to listen.
+The cluster process imports the metrics in a thread once it listens, beside the first deploy, and a deploy does not
+return before the thread is done (:func:`wait`): "ready" means the frontend is warm as well as the replica. Started
+any earlier, the thread would share the GIL with the rest of the start, and so delay ``start_clipper()``, which
+waits only for the cluster to listen. numpy follows once the first deploy is done (:func:`start_arrays`): imported
+beside that deploy, it took CPU from the replica's template on a busy machine, for a first query that needs none.
 """
 
 from __future__ import annotations
@@ -15,31 +17,41 @@ import threading
 
 from . import prometheus_package
 
-MODULES = ("prometheus_client.metrics", "numpy")
+MODULES = ("prometheus_client.metrics",)  # every query's
+ARRAY_MODULES = ("numpy",)  # a batch of arrays'
 
-_thread: threading.Thread | None = None
+_threads: dict[tuple[str, ...], threading.Thread] = {}
 
 
-def _import_all() -> None:
+def _import(modules: tuple[str, ...]) -> None:
     prometheus_package.enter()
-    for name in MODULES:
+    for name in modules:
         __import__(name)  # not importlib.import_module: only this shows in ``python -X importtime``
+
+
+def _start(modules: tuple[str, ...]) -> None:
+    if modules not in _threads:
+        _threads[modules] = threading.Thread(target=_import, args=(modules,), name="warm-imports", daemon=True)
+        _threads[modules].start()
 
 
 def start() -> None:
     """Begin importing :data:`MODULES` in a thread (once per process)."""
-    global _thread
-    if _thread is None:
-        _thread = threading.Thread(target=_import_all, name="warm-imports", daemon=True)
-        _thread.start()
+    _start(MODULES)
+
+
+def start_arrays() -> None:
+    """Begin importing :data:`ARRAY_MODULES` in a thread (once per process)."""
+    _start(ARRAY_MODULES)
 
 
 def run() -> None:
-    """Import :data:`MODULES` now (a query worker, before it listens)."""
-    _import_all()
+    """Import :data:`MODULES` and :data:`ARRAY_MODULES` now (a query worker, before it listens)."""
+    _import(MODULES + ARRAY_MODULES)
 
 
 async def wait() -> None:
     """Return once the thread :func:`start` began is done (at once if it is, or was never started)."""
-    if _thread is not None and _thread.is_alive():
-        await asyncio.to_thread(_thread.join)
+    thread = _threads.get(MODULES)
+    if thread is not None and thread.is_alive():
+        await asyncio.to_thread(thread.join)
