@@ -125,10 +125,11 @@ sys.modules["numpy"] = importlib.import_module("numpy")  # the import that ran t
 """
 
 
-def test_a_deploy_and_a_single_query_never_wait_for_the_frontend_s_numpy_which_batches_get_once_it_is_done(
+def test_the_frontend_imports_numpy_off_the_deploy_s_path_and_a_batch_waits_for_it_without_blocking_queries(
         tmp_path, monkeypatch):
-    # The frontend needs numpy only for a batch of arrays; it imports it once the first deploy is done
-    # (frontend.warm_imports), and a single {"input": ...} is forwarded unparsed without it (wire.encode_batch).
+    # The frontend needs numpy only for a batch of arrays (frontend.warm_imports): the deploy does not wait for it,
+    # a single {"input": ...} is forwarded unparsed without it (wire.encode_batch), and a batch that comes before
+    # the import is done waits for it in a thread while other queries are served.
     import os
     import threading
 
@@ -137,29 +138,36 @@ def test_a_deploy_and_a_single_query_never_wait_for_the_frontend_s_numpy_which_b
     (fake / "numpy" / "__init__.py").write_text(GATED_NUMPY)
     os.mkfifo(fake / "gate")
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(fake), os.environ.get("PYTHONPATH", "")]))
-    opened = threading.Event()
+    opened, release = threading.Event(), threading.Event()
 
-    def open_gate():
+    def hold_gate():
         with open(fake / "gate", "wb"):  # returns once the cluster's numpy import waits at the other end
             opened.set()
+            release.wait(120)  # the import goes on once this end closes
 
     with local_cluster("gated-numpy", tmp_path / "home") as conn:
-        gate = threading.Thread(target=open_gate, daemon=True)
+        gate = threading.Thread(target=hold_gate, daemon=True)
+        gate.start()
         try:
             deployed = threading.Thread(target=create_endpoint, daemon=True,
                                         args=(conn, "imp", "doubles", lambda xs: [str(len(x)) for x in xs]))
             deployed.start()
             deployed.join(60)
             assert not deployed.is_alive(), "the deploy waited for the cluster process's numpy import"
-            assert predict(conn, "imp", {"input": [1.0, 2.0]}, timeout=30)["output"] == 2
-            gate.start()  # the cluster imports numpy after the deploy: the gate opens, and the batch below gets it
-            gate.join(60)
-            assert opened.is_set(), "the cluster process never imported numpy after the deploy"
-            reply = predict(conn, "imp", {"input_batch": [[1.0], [1.0, 2.0, 3.0]]})
-            assert [p["output"] for p in reply["batch_predictions"]] == [1, 3]
+            batch = []
+            batched = threading.Thread(target=lambda: batch.append(
+                predict(conn, "imp", {"input_batch": [[1.0], [1.0, 2.0, 3.0]]})), daemon=True)
+            batched.start()
+            assert opened.wait(60), "a batch did not make the cluster process import numpy"
+            assert predict(conn, "imp", {"input": [1.0, 2.0]}, timeout=30)["output"] == 2  # while numpy imports
+            assert not batch, "the batch was answered before numpy was imported"
+            release.set()
+            batched.join(60)
+            assert [p["output"] for p in batch[0]["batch_predictions"]] == [1, 3]
         finally:
-            if gate.ident is None:
-                gate.start()  # never leave the cluster's import waiting at the gate: stop_all would wait on it
+            release.set()  # never leave the cluster's import waiting at the gate: stop_all would wait on it
+            if not opened.is_set():  # nothing opened the gate: open it, so that hold_gate ends
+                os.close(os.open(fake / "gate", os.O_RDONLY | os.O_NONBLOCK))
 
 
 def test_the_frontend_s_metrics_leave_prometheus_client_s_web_servers_unimported_yet_the_package_whole():

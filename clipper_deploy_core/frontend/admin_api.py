@@ -249,7 +249,6 @@ class AdminAPI:
                        image=_str(b, "image") if "image" in b else None)
         await self.controller.deploy(d)
         await warm_imports.wait()  # the first query after the deploy must not wait on the frontend's imports
-        warm_imports.start_arrays()
         return f"Started {d.num_replicas} replica(s) of {d.name}:{d.version}"
 
     async def _set_num_replicas(self, b: dict[str, Any]) -> str:

@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from . import warm_imports
 from .rest_body import BodyError
 
 if TYPE_CHECKING:
@@ -29,6 +30,7 @@ class Offload:
     async def parse(self, fn: Callable[..., T], body: bytes, *args: Any) -> T:
         """``fn(body, *args)``: in place for a small body, else in the helper process (one at a time)."""
         if len(body) <= self.threshold:
+            await warm_imports.arrays()  # a parsed body may become an array: numpy, imported in a thread
             return fn(body, *args)
         # imported on the first large body, not at the cluster's start: multiprocessing is a tenth of its imports
         import multiprocessing

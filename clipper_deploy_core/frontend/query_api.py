@@ -15,6 +15,7 @@ from ..inputs import NUMPY_DTYPES, InputError
 from ..selection.policy import PolicyError, SelectionPolicy
 from ..selection.registry import policy_class
 from ..wire import RawQuery
+from . import warm_imports
 from .dispatch import Dispatcher, Outcome, Task
 from .http import Handler, Request, Response, json_response
 from .metrics import Metrics
@@ -281,6 +282,7 @@ class QueryAPI:
     def _reply(self, app: Any, outcome: Outcome) -> dict[str, Any]:
         qid = next(self._qids)
         if outcome.output is not None:
+            warm_imports.start_arrays()  # once a replica has answered: off a cold start's path
             reply = {"query_id": qid, "output": parse_output(outcome.output), "default": False}
         else:
             self.count_default(app, outcome)

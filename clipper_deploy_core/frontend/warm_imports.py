@@ -6,8 +6,9 @@ on a busy machine.
 The cluster process imports the metrics in a thread once it listens, beside the first deploy, and a deploy does not
 return before the thread is done (:func:`wait`): "ready" means the frontend is warm as well as the replica. Started
 any earlier, the thread would share the GIL with the rest of the start, and so delay ``start_clipper()``, which
-waits only for the cluster to listen. numpy follows once the first deploy is done (:func:`start_arrays`): imported
-beside that deploy, it took CPU from the replica's template on a busy machine, for a first query that needs none.
+waits only for the cluster to listen. numpy follows in a thread once a replica has answered a first query
+(:func:`start_arrays`), off the path of a cold start, whose first query needs none; a body parsed before then waits
+for that thread (:func:`arrays`), never blocking the event loop.
 """
 
 from __future__ import annotations
@@ -41,8 +42,16 @@ def start() -> None:
 
 
 def start_arrays() -> None:
-    """Begin importing :data:`ARRAY_MODULES` in a thread (once per process)."""
+    """Begin importing :data:`ARRAY_MODULES` in a thread (once per process; called with every answer)."""
     _start(ARRAY_MODULES)
+
+
+async def arrays() -> None:
+    """Return once :data:`ARRAY_MODULES` are imported, starting their thread if nothing has."""
+    start_arrays()
+    thread = _threads[ARRAY_MODULES]
+    if thread.is_alive():
+        await asyncio.to_thread(thread.join)
 
 
 def run() -> None:
