@@ -63,6 +63,10 @@ def test_the_cluster_process_never_imports_an_unpickler_or_uvicorn(tmp_path, mon
     before = logged_imports(log[:log.index("cluster listening:")])
     early = sorted(m for m in before if m.split(".")[0] in ("prometheus_client", "numpy"))
     assert not early, f"the cluster process imported {early} before it listened"
+    # nor what only a page (importlib.resources, and with it tempfile) or several frontends use
+    unused = sorted(before & {"importlib.resources", "tempfile", "clipper_deploy_core.cluster.query_worker",
+                              "clipper_deploy_core.cluster.frontend_processes"})
+    assert not unused, f"a cluster with one frontend imported {unused} before it listened"
     web = sorted(m for m in modules if m.split(".")[0] in ("wsgiref",)
                  or m in ("prometheus_client.exposition", "http.server", "urllib.request"))
     assert not web, f"the cluster process imported {web} before anything scraped /metrics"

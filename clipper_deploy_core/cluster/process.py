@@ -17,7 +17,6 @@ import os
 import shutil
 import signal
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,10 +36,8 @@ from ..frontend.state import ClusterState
 from ..naming import validate_module_names
 from ..replica_auth import SECRET_ENV, load_or_create_secret
 from ..wire import EXTRA_FRONTENDS_ENV, MAX_FRAME_ENV, RPC_SOCKET_ENV, UNIX_PATH_MAX, frame_cap_for
-from .frontend_processes import FrontendProcesses
 from .local_processes import ProcessRunner
 from .query_port import freeze_startup_objects, query_app, start_ports, stop_ports
-from .query_worker import METRICS_DIR
 from .supervisor import ReplicaRunner, ReplicaSupervisor
 
 if TYPE_CHECKING:
@@ -72,6 +69,8 @@ def _unix_socket_path(home: Path) -> Path | None:
     path = home / "rpc.sock"
     if len(os.fsencode(path)) < UNIX_PATH_MAX:
         return path
+    import tempfile
+
     short = Path(tempfile.gettempdir()) / "clipper-deploy-XXXXXXXX" / "rpc.sock"
     if len(os.fsencode(short)) >= UNIX_PATH_MAX:
         return None
@@ -90,12 +89,15 @@ async def serve(args: argparse.Namespace, early: Early) -> None:
     home.mkdir(parents=True, exist_ok=True)
     home.chmod(0o700)
     several = args.frontends > 1
-    metrics_dir = home / METRICS_DIR
+    metrics_dir = None
     if several:  # a fresh count: the files of a previous run's processes would be summed in
+        from .query_worker import METRICS_DIR
+
+        metrics_dir = home / METRICS_DIR
         shutil.rmtree(metrics_dir, ignore_errors=True)
         metrics_dir.mkdir()
     state = ClusterState(home / "state.db", shared=several)
-    metrics = Metrics(metrics_dir if several else None)
+    metrics = Metrics(metrics_dir)
     rpc_port = [args.rpc_port]
     token = os.environ.get("CLIPPER_ADMIN_TOKEN") or load_or_create_secret(home / "admin_token")
     if args.insecure_loopback_admin:
@@ -160,6 +162,8 @@ async def serve(args: argparse.Namespace, early: Early) -> None:
         info["rpc_socket"] = str(unix_path)
     workers, publishing = None, None
     if several and supervisor is not None:
+        from .frontend_processes import FrontendProcesses  # and the query workers' module: only with several
+
         workers = FrontendProcesses(args, home, ports["query"], secret, rpc_host)
         # Each worker links replicas next to the cluster's own socket, or over TCP (the next ports up, if fixed).
         listen = [f"unix:{unix_path.parent / f'rpc-{i}.sock'}" if unix_path is not None

@@ -12,11 +12,11 @@ from __future__ import annotations
 import os
 import socket
 import time
-from importlib import resources
 from typing import Any
 
 from .admin_api import ReplicaController
 from .admin_guard import AdminGuard
+from .assets import plotly_js, read_asset
 from .http import Request, Response, json_response
 from .metrics import Metrics
 from .state import ClusterState
@@ -24,13 +24,6 @@ from .state import ClusterState
 ASSETS = {"dashboard.js": "text/javascript; charset=utf-8", "dashboard.css": "text/css; charset=utf-8"}
 MISSING_PLOTLY = ("The dashboard draws its charts with plotly, which is not installed where the cluster runs: "
                   "pip install 'clipper-deploy-core[dashboard]'")
-
-
-def _plotly_js() -> bytes | None:
-    try:
-        return (resources.files("plotly") / "package_data" / "plotly.min.js").read_bytes()
-    except (ModuleNotFoundError, FileNotFoundError):
-        return None
 
 
 class Dashboard:
@@ -56,20 +49,20 @@ class Dashboard:
 
     async def page(self, request: Request) -> Response:
         """The page itself: plain HTML; the script fills it from ``/dashboard/data``."""
-        return Response(200, _read("dashboard.html"), "text/html; charset=utf-8")
+        return Response(200, read_asset("dashboard.html"), "text/html; charset=utf-8")
 
     async def asset(self, request: Request) -> Response:
         """The page's script and style, and plotly's JavaScript from the installed package."""
         name = request.params["name"]
         if name == "plotly.min.js":
             if self._plotly is None:
-                self._plotly = _plotly_js()
+                self._plotly = plotly_js()
             if self._plotly is None:
                 return json_response({"error": "Not installed", "cause": MISSING_PLOTLY}, 503)
             return Response(200, self._plotly, "text/javascript; charset=utf-8")
         if name not in ASSETS:
             return json_response({"error": "Not found", "cause": f"No dashboard asset named {name!r}"}, 404)
-        return Response(200, _read(name), ASSETS[name])
+        return Response(200, read_asset(name), ASSETS[name])
 
     async def data(self, request: Request) -> Response:
         """Apps, models and replicas, and the counters the charts are drawn from (cumulative: a client takes the
@@ -131,7 +124,3 @@ class Dashboard:
                 model["inputs_batched"] = value
             elif name == "clipper_model_predictions_total":
                 model["predictions"] = value
-
-
-def _read(name: str) -> bytes:
-    return (resources.files("clipper_deploy_core.frontend") / "dashboard_assets" / name).read_bytes()

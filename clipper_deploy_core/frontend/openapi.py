@@ -7,10 +7,10 @@ Every status the query port can answer is described, with its body: the API's ow
 
 from __future__ import annotations
 
-from importlib import resources
 from typing import Any
 
 from ..inputs import NUMPY_DTYPES
+from .assets import read_asset
 from .http import Handler, Request, Response, json_response
 from .state import ClusterState
 
@@ -166,12 +166,8 @@ class OpenAPIDocs:
 
     async def docs(self, request: Request) -> Response:
         """A page that lists the apps and sends a query to one."""
-        return Response(200, _asset("docs.html"), "text/html; charset=utf-8")
+        return Response(200, read_asset("docs.html"), "text/html; charset=utf-8")
 
     async def script(self, request: Request) -> Response:
         """The page's script."""
-        return Response(200, _asset("docs.js"), "text/javascript; charset=utf-8")
-
-
-def _asset(name: str) -> bytes:
-    return (resources.files("clipper_deploy_core.frontend") / "dashboard_assets" / name).read_bytes()
+        return Response(200, read_asset("docs.js"), "text/javascript; charset=utf-8")
