@@ -479,6 +479,19 @@ def test_the_cluster_process_says_on_its_ready_pipe_once_it_listens(tmp_path):
         proc.wait(30)
 
 
+def test_the_cluster_s_help_starts_no_replica_template_and_writes_nothing_where_it_runs(tmp_path):
+    # The bare template starts before the arguments are parsed (cluster.early_templates), so only a command line that
+    # names the cluster's home starts one: --help, or one argparse refuses, leaves no template and no logs/.
+    import subprocess
+    import sys
+
+    for argv in (["--help"], ["--name", "x"]):
+        proc = subprocess.run([sys.executable, "-m", "clipper_deploy_core.cluster", *argv], capture_output=True,
+                              text=True, timeout=60, cwd=tmp_path)
+        assert proc.returncode == (0 if argv == ["--help"] else 2), proc.stderr
+        assert list(tmp_path.iterdir()) == [], f"{argv} left {list(tmp_path.iterdir())}"
+
+
 def test_a_hand_written_preload_that_is_not_module_names_is_refused_by_the_cluster_process(tmp_path):
     import subprocess
     import sys

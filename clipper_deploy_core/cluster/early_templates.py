@@ -30,11 +30,11 @@ def _option(argv: list[str], name: str, default: str) -> str:
 def start(argv: list[str]) -> Early:
     """For a cluster process with local replicas (``argv``: its command line): the bare template, by its module
     tuple ``()`` (those ``--preload`` names are forked from it once it is ready). Nothing for a query worker, for
-    replicas in containers, or with templates turned off."""
-    if ("--worker" in argv or _option(argv, "--replicas", "local") != "local"
+    replicas in containers, with templates turned off, or without ``--home``."""
+    if ("--worker" in argv or "--home" not in argv[:-1] or _option(argv, "--replicas", "local") != "local"
             or os.environ.get(TEMPLATES_ENV, "1") == "0"):
-        return {}
-    home = _option(argv, "--home", ".")
+        return {}  # without --home, the command line is refused (or is --help): no template, no logs in the cwd
+    home = argv[argv.index("--home") + 1]
     os.umask(0o077)  # as the cluster process sets it: logs and state are this user's alone
     os.makedirs(os.path.join(home, "logs"), mode=0o700, exist_ok=True)
     ours, theirs = socket.socketpair()
