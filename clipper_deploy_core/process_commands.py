@@ -4,7 +4,7 @@ replica templates.
 Each is ``python -c`` code that imports the module and calls its ``main``, not ``python -m``: ``-m`` runs the module
 through runpy, whose own imports cost 0.07 s a process where nothing is precompiled, and a cluster's start runs these
 processes one after another (the cluster, then its template). The code names the module, so ``ps`` still says what
-each process is. Only the standard library's ``sys`` is imported here: the cluster and the user's side both use it.
+each process is. This module imports nothing: the cluster's first lines and the user's side both use it.
 """
 
 from __future__ import annotations

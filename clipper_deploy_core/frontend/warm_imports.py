@@ -49,9 +49,7 @@ def start_arrays() -> None:
 async def arrays() -> None:
     """Return once :data:`ARRAY_MODULES` are imported, starting their thread if nothing has."""
     start_arrays()
-    thread = _threads[ARRAY_MODULES]
-    if thread.is_alive():
-        await asyncio.to_thread(thread.join)
+    await _done(ARRAY_MODULES)
 
 
 def run() -> None:
@@ -61,6 +59,10 @@ def run() -> None:
 
 async def wait() -> None:
     """Return once the thread :func:`start` began is done (at once if it is, or was never started)."""
-    thread = _threads.get(MODULES)
+    await _done(MODULES)
+
+
+async def _done(modules: tuple[str, ...]) -> None:
+    thread = _threads.get(modules)
     if thread is not None and thread.is_alive():
         await asyncio.to_thread(thread.join)
