@@ -491,3 +491,18 @@ def test_a_replica_whose_exit_arrives_with_its_pid_is_still_handed_over_with_its
         return child.pid, code
 
     assert asyncio.run(scenario()) == (4242, 3)
+
+
+def test_a_template_whose_cluster_is_gone_before_it_is_ready_exits_quietly():
+    from clipper_deploy_core.process_commands import template_command
+
+    # stdout is the cluster's end: closed here before the template says it is ready, as when its cluster exits
+    proc = subprocess.Popen(template_command(sys.executable, ()), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.close()
+    try:
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err.decode()
+    assert b"the cluster closed its pipe; exiting" in err and b"Traceback" not in err, err.decode()

@@ -36,9 +36,18 @@ READY = {"ready": True}
 MAX_FDS = 8  # descriptors taken with one read of the request socket (a template request brings two)
 
 
+class _ClusterGone(Exception):
+    """Our stdout, the cluster's end, is closed: the cluster exited, and nobody is left to fork for."""
+
+
 def _reply(msg: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(msg) + "\n")
-    sys.stdout.flush()
+    try:
+        sys.stdout.write(json.dumps(msg) + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # stdout onto /dev/null, as Python's docs advise for a closed pipe, or the flush at exit fails again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise _ClusterGone from None
 
 
 def _close(fds: Iterable[int]) -> None:
@@ -111,7 +120,15 @@ def main(modules: list[str]) -> int:
 
 
 def _serve(modules: list[str]) -> int:
-    """Import ``modules``, say so, and fork what is asked for until stdin closes."""
+    """Import ``modules``, say so, and fork what is asked for until stdin or stdout closes."""
+    try:
+        return _forks(modules)
+    except _ClusterGone:
+        os.write(2, f"replica template {os.getpid()}: the cluster closed its pipe; exiting\n".encode())
+        return 0
+
+
+def _forks(modules: list[str]) -> int:
     began = time.monotonic()
     for name in modules:
         importlib.import_module(name)
