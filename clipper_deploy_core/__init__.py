@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from .deploy import deploy
     from .deployers.common import DeployResult
     from .exceptions import (
+        AdminTokenError,
         BundleError,
         BundleIntegrityError,
         ClipperException,
@@ -29,13 +30,14 @@ if TYPE_CHECKING:
 
 _WHERE = {
     "ClipperConnection": ".clipper_connection", "deploy": ".deploy", "DeployResult": ".deployers.common",
-    "BundleError": ".exceptions", "BundleIntegrityError": ".exceptions", "ClipperException": ".exceptions",
-    "PredictContractError": ".exceptions", "UnconnectedException": ".exceptions", "INPUT_TYPES": ".inputs",
+    "AdminTokenError": ".exceptions", "BundleError": ".exceptions", "BundleIntegrityError": ".exceptions",
+    "ClipperException": ".exceptions", "PredictContractError": ".exceptions", "UnconnectedException": ".exceptions",
+    "INPUT_TYPES": ".inputs",
     "DockerContainerManager": ".managers.docker", "LocalContainerManager": ".managers.local",
     "HOOK_API_VERSION": ".plugin", "hookimpl": ".plugin",
 }
-__all__ = ["HOOK_API_VERSION", "INPUT_TYPES", "BundleError", "BundleIntegrityError", "ClipperConnection",
-           "ClipperException", "DeployResult", "DockerContainerManager", "LocalContainerManager",
+__all__ = ["HOOK_API_VERSION", "INPUT_TYPES", "AdminTokenError", "BundleError", "BundleIntegrityError",
+           "ClipperConnection", "ClipperException", "DeployResult", "DockerContainerManager", "LocalContainerManager",
            "PredictContractError", "UnconnectedException", "deploy", "hookimpl"]
 
 

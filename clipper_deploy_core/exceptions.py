@@ -22,6 +22,10 @@ class UnconnectedException(ClipperException):
         super().__init__(msg)
 
 
+class AdminTokenError(ClipperException):
+    """The cluster refuses the admin token a manager holds: raised by ``connect()``, before any mutation."""
+
+
 class BundleError(ClipperException):
     """A model bundle cannot be written or loaded (wrong Python, missing plugin, bad manifest)."""
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .exceptions import ClipperException
+from .exceptions import AdminTokenError, ClipperException
+
+ADMIN_TOKEN_HEADER = "X-Clipper-Admin-Token"
 
 
 def warm_http_client() -> None:
@@ -34,17 +36,28 @@ def request(method: str, url: str, body: Any = None, timeout: float = 30.0,
         raise ClipperException(f"Cannot reach {url}: {e}") from None
 
 
+def error_cause(text: str) -> str:
+    """The message in an admin error (JSON ``{"error", "cause"}``; the cause is Clipper's), else ``text``."""
+    try:
+        return str(json.loads(text)["cause"])
+    except (ValueError, KeyError, TypeError):
+        return text
+
+
+def check_admin_token(addr: str, token: str) -> None:
+    """Raise :class:`AdminTokenError` if the admin API at ``addr`` refuses ``token`` (its ping checks one sent)."""
+    status, text = request("GET", f"http://{addr}/admin/ping", timeout=10.0, headers={ADMIN_TOKEN_HEADER: token})
+    if status == 403:
+        raise AdminTokenError(f"The cluster's admin API at {addr} refuses this admin token: {error_cause(text)}")
+
+
 def admin_post(addr: str, path: str, body: dict[str, Any], timeout: float = 30.0,
                token: str | None = None) -> Any:
     """POST to ``http://addr/admin/<path>``; Clipper's error text on a non-200 reply."""
-    headers = {"X-Clipper-Admin-Token": token} if token else None
+    headers = {ADMIN_TOKEN_HEADER: token} if token else None
     status, text = request("POST", f"http://{addr}/admin/{path}", body, timeout, headers)
     if status != 200:
-        try:  # errors are JSON {"error", "cause"}; the cause is Clipper's message
-            text = str(json.loads(text)["cause"])
-        except (ValueError, KeyError, TypeError):
-            pass
-        raise ClipperException(f"Received error status code: {status} and message: {text}")
+        raise ClipperException(f"Received error status code: {status} and message: {error_cause(text)}")
     try:
         return json.loads(text)
     except ValueError:

@@ -13,12 +13,14 @@ import struct
 import time
 import urllib.error
 import urllib.request
+import warnings
 
 import pytest
 
-from clipper_deploy_core import ClipperConnection, ClipperException, LocalContainerManager
+from clipper_deploy_core import AdminTokenError, ClipperConnection, ClipperException, LocalContainerManager
 from clipper_deploy_core.bundle import bundle_digest
 from clipper_deploy_core.deployers.python import create_endpoint
+from clipper_deploy_core.http_client import admin_post, request
 from clipper_deploy_core.replica_auth import sign_hello
 from clipper_deploy_core.testing import predict, wait_until
 from clipper_deploy_core.wire import encode
@@ -222,11 +224,28 @@ def test_insecure_loopback_admin_is_an_explicit_opt_in_that_keeps_the_browser_ch
         c.stop_all()
 
 
-def test_a_wrong_token_gives_a_clear_error_to_the_client(conn):
+def test_a_wrong_token_fails_connect_with_a_named_error_and_no_warning(conn):
     c2 = ClipperConnection(LocalContainerManager("security", home=conn.cm.home, admin_token="wrong"))
-    c2.connect()
-    with pytest.raises(ClipperException, match="403.*admin token"):
-        c2.register_application("nope", "doubles", "d", 100000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # it warned, from the import watch connect() set up, before connect() checked
+        with pytest.raises(AdminTokenError, match="refuses this admin token.*X-Clipper-Admin-Token"):
+            c2.connect()
+    assert not c2.connected
+    with pytest.raises(ClipperException, match="403.*admin token"):  # and a mutation sent anyway is still refused
+        admin_post(conn.cm.info["admin"], "add_app", json.loads(APP), token="wrong")
+    c3 = ClipperConnection(LocalContainerManager("security", home=conn.cm.home, admin_token=conn.cm.admin_token))
+    c3.connect()  # the right token, given
+    assert c3.get_all_apps() is not None
+
+
+def test_the_admin_ping_answers_probes_and_checks_a_token_sent_with_it(conn):
+    url = f"http://{conn.cm.info['admin']}/admin/ping"
+    assert request("GET", url) == (200, "PONG")  # probes send no token
+    assert request("GET", url, headers={"X-Clipper-Admin-Token": conn.cm.admin_token}) == (200, "PONG")
+    status, text = request("GET", url, headers={"X-Clipper-Admin-Token": "wrong"})
+    assert status == 403
+    assert json.loads(text) == {"error": "Forbidden", "cause": "This cluster refuses the admin token in the "
+                                "X-Clipper-Admin-Token header: it is not the token the cluster was started with"}
 
 
 def test_the_replica_health_endpoint_binds_loopback_by_default(monkeypatch):

@@ -87,6 +87,11 @@ class AdminAPI:
         return routes
 
     async def _ping(self, request: Request) -> Response:
+        # Answers anyone, as probes need; a token sent along is checked, so a client learns at connect() that the
+        # cluster refuses it, not at its first mutation.
+        if TOKEN_HEADER.lower() in request.headers and not self.guard.authorized(request):
+            return admin_error(403, f"This cluster refuses the admin token in the {TOKEN_HEADER} header: it is not "
+                                    f"the token the cluster was started with")
         return text_response("PONG")
 
     def _guarded(self, endpoint: Endpoint, mutating: bool) -> Endpoint:

@@ -20,7 +20,7 @@ from typing import Any
 from ...bundle import bundle_digest, read_manifest, verify_bundle
 from ...envs import cluster_dir, default_home
 from ...exceptions import ClipperException
-from ...http_client import request, warm_http_client
+from ...http_client import check_admin_token, request, warm_http_client
 from ...naming import validate_module_names, validate_name
 from ...process_commands import cluster_command
 from ..admin_client import AdminBackedManager, cache_size_args, check_frontends
@@ -207,6 +207,8 @@ class LocalContainerManager(AdminBackedManager):
             except OSError as e:
                 raise ClipperException(f"Cannot read the admin token of cluster '{self.cluster_name}' ({e}); pass "
                                        f"admin_token= or run as the user who started it") from None
+        # A token given as admin_token= may not be this cluster's: say so now, not at the first mutation
+        check_admin_token(info["admin"], self.admin_token)
         self.info = info
         if self.preload is None and self._import_watch is None:
             self._watch_imports(preload_groups())
