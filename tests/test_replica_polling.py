@@ -4,6 +4,7 @@ none sleeps. Real sockets, a real cluster."""
 
 import socket
 import threading
+import time
 
 import pytest
 
@@ -68,10 +69,31 @@ def test_the_poll_window_is_read_in_microseconds_and_a_bad_value_is_named(monkey
     assert named == (raw in ("fast", "-5", "inf", "nan"))
 
 
+def test_a_poller_watches_several_links_and_a_removed_one_no_longer_wakes_it():
+    a, b = socket.socketpair()
+    c, d = socket.socketpair()
+    with a, b, c, d:
+        poller = Poller(a, max_window=1.0)
+        poller.add(c)
+        d.sendall(b"x")  # on the second link
+        poller.wait(timeout=10.0)
+        assert c.recv(1) == b"x"
+        started = time.perf_counter()
+        poller.wait(timeout=0.05)  # nothing on either: back at the timeout (the links' select does the reading)
+        assert time.perf_counter() - started >= 0.05
+        poller.remove(c)
+        c.close()  # a closed descriptor still registered would read as ready at once, at every poll
+        started = time.perf_counter()
+        poller.wait(timeout=0.05)
+        assert time.perf_counter() - started >= 0.05
+
+
+@pytest.mark.parametrize("frontends", [1, 2])
 @pytest.mark.parametrize("setting", ["0", "2000", "soon"])
-def test_replicas_answer_every_query_with_polling_on_off_or_misconfigured(tmp_path, monkeypatch, setting):
+def test_replicas_answer_every_query_with_polling_on_off_or_misconfigured(tmp_path, monkeypatch, setting, frontends):
     monkeypatch.setenv(POLL_ENV, setting)  # the cluster and its replicas inherit it
-    with local_cluster(f"poll{setting}", tmp_path, cache_size=0) as conn:
+    # with several frontend processes a replica serves a link to each, and polls them all
+    with local_cluster(f"poll{setting}-{frontends}", tmp_path, cache_size=0, frontends=frontends) as conn:
         create_endpoint(conn, "p", "doubles", lambda xs: [str(sum(x)) for x in xs])
         for i in range(50):
             assert predict(conn, "p", {"input": [float(i), 1.0]})["output"] == i + 1.0

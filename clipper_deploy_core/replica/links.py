@@ -21,6 +21,7 @@ from typing import Any
 from .. import wire
 from .batches import Frame, handle_together
 from .env_settings import seconds_from_env
+from .polling import Poller
 
 RETRY_S = 0.5
 BYE_GRACE_S = 30.0  # how long the others get to hang up after bye: their batches in flight are answered first
@@ -73,9 +74,11 @@ def serve_links(loaded: Any, first: socket.socket, extras: list[str], others: di
     already) until the cluster process hangs up and the others have followed (or ``BYE_GRACE_S`` passed)."""
     merge_wait = merge_wait_s()
     sel = selectors.DefaultSelector()
+    poller = Poller()  # watches every link for a moment after each round before the select below sleeps
     links: dict[str, socket.socket] = {"": first, **others}  # "" is the cluster process
     for addr, sock in links.items():
         sel.register(sock, selectors.EVENT_READ, addr)
+        poller.add(sock)
     pending, retry_at = [a for a in extras if a not in others], time.monotonic() + RETRY_S
     leaving_by: float | None = None
     answered: set[str] = set()  # the frontends sent a reply in the last round
@@ -85,6 +88,7 @@ def serve_links(loaded: Any, first: socket.socket, extras: list[str], others: di
         nonlocal leaving_by
         sock = links.pop(addr)
         sel.unregister(sock)
+        poller.remove(sock)
         sock.close()
         if addr == "":  # the cluster process let us go: tell the others, and answer what they already sent
             leaving_by = time.monotonic() + BYE_GRACE_S
@@ -123,10 +127,15 @@ def serve_links(loaded: Any, first: socket.socket, extras: list[str], others: di
                     continue
                 pending.remove(addr)
                 sel.register(links[addr], selectors.EVENT_READ, addr)
+                poller.add(links[addr])
         wait = (retry_at - now) if pending else (leaving_by - now if leaving_by is not None else None)
         frames: list[Frame] = []
         senders: list[str] = []
-        receive(None if wait is None else max(0.0, wait), frames, senders)
+        timeout = None if wait is None else max(0.0, wait)
+        if poller.max_window > 0:  # it did the waiting (or found nothing until the timeout): the select only reads
+            poller.wait(timeout)
+            timeout = 0.0
+        receive(timeout, frames, senders)
         if not frames:
             continue
         # Under load every frontend sends its next batch as soon as it has our reply, but not at the same instant:
