@@ -286,3 +286,36 @@ def test_the_admin_port_answers_only_once_the_query_workers_are_linked_in(home):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_a_shared_state_asks_sqlite_for_other_writers_once_a_loop_turn_and_sees_them_the_next(tmp_path):
+    """A query reads the state four times or more: with several frontends each read asked SQLite whether another
+    process had written (30 µs a query). Now the first read of a turn of the event loop asks, and the rest of that
+    turn reads memory; a read in any later turn, or outside a loop, asks again."""
+    import asyncio
+    import sqlite3
+
+    from clipper_deploy_core.frontend.state import ClusterState
+
+    state = ClusterState(tmp_path / "state.db", shared=True)
+    state.add_app("a", "doubles", "d", 100000)
+    other = sqlite3.connect(tmp_path / "state.db", isolation_level=None)  # another frontend process's writes
+    asked = []
+    state._db.set_trace_callback(lambda sql: asked.append(sql) if "data_version" in sql else None)
+
+    async def turns():
+        for _ in range(5):  # one turn
+            assert state.get_app("a").latency_slo_micros == 100000
+        assert len(asked) == 1
+        other.execute("UPDATE apps SET latency_slo_micros=7 WHERE name='a'")
+        assert state.get_app("a").latency_slo_micros == 100000  # the same turn: the memory it checked
+        await asyncio.sleep(0)  # the next turn asks again, and sees the other process's write
+        assert state.get_app("a").latency_slo_micros == 7
+        assert len(asked) == 2
+
+    asyncio.run(turns())
+    other.execute("UPDATE apps SET latency_slo_micros=8 WHERE name='a'")
+    asked.clear()
+    assert state.get_app("a").latency_slo_micros == 8  # no loop: every read asks
+    assert state.get_app("a").latency_slo_micros == 8
+    assert len(asked) == 2
