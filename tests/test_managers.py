@@ -90,3 +90,22 @@ def test_the_local_store_names_a_bundle_by_its_digest_and_deploys_only_from_ther
     assert Path(stored).name == f"m-1-{bundle_digest(Path(bundle))}"
     with pytest.raises(ClipperException, match="is not a bundle that build_model stored in this cluster"):
         cm.deploy_model("m", "1", "doubles", str(bundle))
+
+
+def test_the_state_decodes_a_row_once_until_the_next_write_and_hands_out_lists_of_their_own(tmp_path):
+    """The query path reads an app, its links, its policy and its current model per query: each is decoded once
+    (a model's labels are JSON) and read from memory until a write changes the state."""
+    from clipper_deploy_core.frontend.state import ClusterState
+
+    state = ClusterState(tmp_path / "state.db")
+    state.add_app("a", "doubles", "d", 100000)
+    state.add_model("m", "1", "doubles", ["x"], "c", "/p", -1)
+    state.add_link("a", ["m"])
+    first = state.current_model("m")
+    assert state.current_model("m") is first and state.get_app("a") is state.get_app("a")
+    links = state.linked_models("a")
+    links.append("mutated by a caller")  # a selection policy is given this list: it must not reach the next caller
+    assert state.linked_models("a") == ["m"]
+    state.add_model("m", "2", "doubles", ["y"], "c", "/p", -1)  # a write: the next reads decode again
+    assert (state.current_model("m").version, state.current_model("m").labels) == ("2", ["y"])
+    assert state.get_model("m", "1") == first.__class__(**{**first.__dict__, "is_current": False})

@@ -12,7 +12,7 @@ import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from ..exceptions import ClipperException
 from ..inputs import canonical_input_type
@@ -82,6 +82,34 @@ class Deployment:
             raise ClipperException("a deployment runs either a bundle or an image: give exactly one")
 
 
+_T = TypeVar("_T")
+
+
+def _rows(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    return rows
+
+
+def _first_app(rows: list[tuple[Any, ...]]) -> App | None:
+    return App(*rows[0]) if rows else None
+
+
+def _names(rows: list[tuple[Any, ...]]) -> tuple[str, ...]:
+    return tuple(r[0] for r in rows)  # a tuple: callers get a list of their own
+
+
+def _policy_row(rows: list[tuple[Any, ...]]) -> tuple[str, str, str]:
+    return (rows[0][0], rows[0][1], rows[0][2]) if rows else ("default", "{}", "{}")
+
+
+def _model(row: tuple[Any, ...]) -> Model:
+    name, version, itype, labels, cname, path, bs, cur, _ = row
+    return Model(name, version, itype, json.loads(labels), cname, path, bs, bool(cur))
+
+
+def _first_model(rows: list[tuple[Any, ...]]) -> Model | None:
+    return _model(rows[0]) if rows else None
+
+
 class ClusterState:
     """Thread-safe SQLite-backed state; every write commits before it returns."""
 
@@ -96,7 +124,7 @@ class ClusterState:
         # touches SQLite. With ``shared`` (several frontend processes on one database), a read first asks
         # SQLite whether another connection committed since (``PRAGMA data_version``: a counter, no disk read),
         # once per turn of the event loop (see _check_others).
-        self._reads: dict[tuple[str, tuple[Any, ...]], list[tuple[Any, ...]]] = {}
+        self._reads: dict[tuple[Any, ...], Any] = {}  # (sql, args, decode) -> decode(rows)
         self._shared = shared
         self._seen_version = self._data_version()
         self._checked_in: int | None = None  # the loop thread, while its current turn has checked
@@ -145,16 +173,23 @@ class ClusterState:
             self._db.execute("UPDATE deployments SET image=bundle_dir, bundle_dir='' WHERE bundle_dir NOT LIKE '/%'")
 
     def _q(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        return self._read(_rows, sql, *args)
+
+    def _read(self, decode: Callable[[list[tuple[Any, ...]]], _T], sql: str, *args: Any) -> _T:
+        """``decode(rows)`` of a SELECT, kept until the next write: the query path reads memory, and decoding a
+        model's row (its labels' JSON, a frozen dataclass) cost more than the lookup. Other statements write."""
         with self._lock:
             if not sql.startswith("SELECT"):
                 self._reads.clear()
-                return self._db.execute(sql, args).fetchall()
+                return decode(self._db.execute(sql, args).fetchall())
             if self._shared:
                 self._check_others()
-            key = (sql, args)
-            if key not in self._reads:
-                self._reads[key] = self._db.execute(sql, args).fetchall()
-            return self._reads[key]
+            key = (sql, args, decode)
+            try:
+                return cast(_T, self._reads[key])
+            except KeyError:
+                value = self._reads[key] = decode(self._db.execute(sql, args).fetchall())
+                return value
 
     async def transaction(self, mutation: Callable[[], Awaitable[Any]]) -> Any:
         """Run a read-modify-write (which must not wait on anything but this state) with no other frontend
@@ -223,8 +258,7 @@ class ClusterState:
 
     def get_app(self, name: str) -> App | None:
         """The application called ``name``, or ``None``."""
-        rows = self._q("SELECT * FROM apps WHERE name=?", name)
-        return App(*rows[0]) if rows else None
+        return self._read(_first_app, "SELECT * FROM apps WHERE name=?", name)
 
     def apps(self) -> list[App]:
         """Every application, by name."""
@@ -240,7 +274,7 @@ class ClusterState:
     # --- links ------------------------------------------------------------------------------
     def linked_models(self, app_name: str) -> list[str]:
         """The names of the models linked to ``app_name``, in the order they were linked."""
-        return [r[0] for r in self._q("SELECT model_name FROM links WHERE app_name=? ORDER BY seq", app_name)]
+        return list(self._read(_names, "SELECT model_name FROM links WHERE app_name=? ORDER BY seq", app_name))
 
     def add_link(self, app_name: str, model_names: list[str]) -> None:
         """Link models to an application (each existing, with the app's input type, and not linked yet). The first
@@ -278,8 +312,7 @@ class ClusterState:
     # --- selection policies -------------------------------------------------------------------
     def policy_row(self, app_name: str) -> tuple[str, str, str]:
         """The app's selection policy as stored: ``(name, params JSON, state JSON)``, read from memory."""
-        rows = self._q("SELECT name, params, state FROM policies WHERE app_name=?", app_name)
-        return (rows[0][0], rows[0][1], rows[0][2]) if rows else ("default", "{}", "{}")
+        return self._read(_policy_row, "SELECT name, params, state FROM policies WHERE app_name=?", app_name)
 
     def policy(self, app_name: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
         """The app's selection policy: ``(name, params, saved state)``; ``("default", {}, {})`` if none was set."""
@@ -320,25 +353,19 @@ class ClusterState:
             self._q("INSERT INTO models VALUES (?,?,?,?,?,?,?,1,?)", name, version, input_type, json.dumps(labels),
                     container_name, model_data_path, batch_size, seq)
 
-    def _model(self, row: tuple[Any, ...]) -> Model:
-        name, version, itype, labels, cname, path, bs, cur, _ = row
-        return Model(name, version, itype, json.loads(labels), cname, path, bs, bool(cur))
-
     def get_model(self, name: str, version: str) -> Model | None:
         """The model version ``name:version``, or ``None``."""
-        rows = self._q("SELECT * FROM models WHERE name=? AND version=?", name, str(version))
-        return self._model(rows[0]) if rows else None
+        return self._read(_first_model, "SELECT * FROM models WHERE name=? AND version=?", name, str(version))
 
     def current_model(self, name: str) -> Model | None:
         """The current version of model ``name``, or ``None``."""
-        rows = self._q("SELECT * FROM models WHERE name=? AND is_current=1", name)
-        return self._model(rows[0]) if rows else None
+        return self._read(_first_model, "SELECT * FROM models WHERE name=? AND is_current=1", name)
 
     def models(self, name: str | None = None) -> list[Model]:
         """Every model version (of ``name``, when given), oldest first."""
         if name is None:
-            return [self._model(r) for r in self._q("SELECT * FROM models ORDER BY seq")]
-        return [self._model(r) for r in self._q("SELECT * FROM models WHERE name=? ORDER BY seq", name)]
+            return [_model(r) for r in self._q("SELECT * FROM models ORDER BY seq")]
+        return [_model(r) for r in self._q("SELECT * FROM models WHERE name=? ORDER BY seq", name)]
 
     def set_model_version(self, name: str, version: str) -> None:
         """Make ``version`` the current version of model ``name`` (a rollout or a rollback)."""
