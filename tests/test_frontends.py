@@ -319,3 +319,22 @@ def test_a_shared_state_asks_sqlite_for_other_writers_once_a_loop_turn_and_sees_
     assert state.get_app("a").latency_slo_micros == 8  # no loop: every read asks
     assert state.get_app("a").latency_slo_micros == 8
     assert len(asked) == 2
+
+    loop = asyncio.new_event_loop()
+    seen = []
+
+    def read_and_stop():  # a loop stopped right after a read: its next turn, which forgets the check, never comes
+        seen.append(state.get_app("a").latency_slo_micros)
+        loop.stop()
+
+    try:
+        loop.call_soon(read_and_stop)
+        loop.run_forever()
+        other.execute("UPDATE apps SET latency_slo_micros=9 WHERE name='a'")
+        assert state.get_app("a").latency_slo_micros == 9  # outside it (the same thread) a read still asks
+        other.execute("UPDATE apps SET latency_slo_micros=10 WHERE name='a'")
+        loop.call_soon(read_and_stop)  # and when it runs again, its first turn forgets the old check first
+        loop.run_forever()
+        assert seen == [8, 10]
+    finally:
+        loop.close()

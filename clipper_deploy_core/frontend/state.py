@@ -127,7 +127,8 @@ class ClusterState:
         self._reads: dict[tuple[Any, ...], Any] = {}  # (sql, args, decode) -> decode(rows)
         self._shared = shared
         self._seen_version = self._data_version()
-        self._checked_in: int | None = None  # the loop thread, while its current turn has checked
+        # the loop whose current turn has checked (one stopped before its next turn runs _turn_over when it resumes)
+        self._checked_in: asyncio.AbstractEventLoop | None = None
 
     def _data_version(self) -> int:
         return int(self._db.execute("PRAGMA data_version").fetchone()[0])
@@ -138,18 +139,19 @@ class ClusterState:
         callback queued so far, so a task step that skips it was queued before it, for a request received before
         it: a write acknowledged to that request's client committed before the check. Requests read only in task
         steps (the HTTP server runs each in a task), never in a transport's or a timer's callback."""
-        if self._checked_in == threading.get_ident():
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if loop is not None and loop is self._checked_in:
             return
         version = self._data_version()
         if version != self._seen_version:
             self._seen_version = version
             self._reads.clear()
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return
-        self._checked_in = threading.get_ident()
-        loop.call_soon(self._turn_over)
+        if loop is not None:
+            self._checked_in = loop
+            loop.call_soon(self._turn_over)
 
     def _turn_over(self) -> None:
         """First thing in the loop's next turn: its reads check again."""
