@@ -2,10 +2,11 @@
 
 The cluster process starts N - 1 of these (:mod:`.frontend_processes`). Each listens on the same query port
 (``SO_REUSEPORT``: the kernel spreads connections among them), reads the shared state database (it sees the cluster
-process's writes at its next read), keeps queues and an RPC listener of its own to which every replica links, and
-writes its series to the shared metrics directory (any process answers ``/metrics`` for all). It runs no replica and
-answers no admin call; the replicas' states and start failures come from ``replicas.json``, which the cluster
-process keeps up to date. It exits on SIGTERM, or when the cluster process goes (its stdin closes).
+process's writes at its first read in a later turn of its loop), keeps queues and an RPC listener of its own to
+which every replica links, and writes its series to the shared metrics directory (any process answers ``/metrics``
+for all). It runs no replica and answers no admin call; the replicas' states and start failures come from
+``replicas.json``, which the cluster process keeps up to date. It exits on SIGTERM, or when the cluster process goes
+(its stdin closes).
 """
 
 from __future__ import annotations
