@@ -175,15 +175,17 @@ class ClusterState:
             self._db.execute("UPDATE deployments SET image=bundle_dir, bundle_dir='' WHERE bundle_dir NOT LIKE '/%'")
 
     def _q(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-        return self._read(_rows, sql, *args)
+        """Run ``sql``: a SELECT's rows (see :meth:`_read`); any other statement writes, and forgets every read."""
+        if sql.startswith("SELECT"):
+            return self._read(_rows, sql, *args)
+        with self._lock:
+            self._reads.clear()
+            return self._db.execute(sql, args).fetchall()
 
     def _read(self, decode: Callable[[list[tuple[Any, ...]]], _T], sql: str, *args: Any) -> _T:
-        """``decode(rows)`` of a SELECT, kept until the next write: the query path reads memory, and decoding a
-        model's row (its labels' JSON, a frozen dataclass) cost more than the lookup. Other statements write."""
+        """``decode(rows)`` of the SELECT ``sql``, kept until the next write: the query path reads memory, and
+        decoding a model's row (its labels' JSON, a frozen dataclass) cost more than the lookup."""
         with self._lock:
-            if not sql.startswith("SELECT"):
-                self._reads.clear()
-                return decode(self._db.execute(sql, args).fetchall())
             if self._shared:
                 self._check_others()
             key = (sql, args, decode)
